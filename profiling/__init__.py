@@ -1,0 +1,2 @@
+"""Everything in bitbudget that touches torch: models, inventory, calibration, quantization,
+sensitivity and evaluation. No HTTP, no SQL."""

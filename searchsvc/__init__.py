@@ -1,0 +1,1 @@
+"""bitbudget's service side: REST API, jobs, database, CLI and dashboard."""

@@ -1,0 +1,5 @@
+"""``python -m searchsvc.cli``."""
+
+from searchsvc.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""Shared CLI plumbing: one error handler, JSON printing, the random-weights line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = ["console", "err_console", "fail", "user_errors", "print_json", "random_weights_note"]
+
+# Piped output (CI logs, tests) gets a wide console so that names are never cut.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors(code: int = 2) -> Iterator[None]:
+    """Turn the library's user-facing errors into one line and a non-zero exit."""
+    from profiling.errors import BitbudgetError
+
+    try:
+        yield
+    except BitbudgetError as exc:
+        fail(str(exc), code)
+    except ValueError as exc:  # validation errors of the solvers and specs
+        fail(str(exc), code)
+
+
+def print_json(doc: Any) -> None:
+    """Machine-readable output on stdout."""
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def random_weights_note(random: bool) -> None:
+    """The line every table computed from random weights carries."""
+    if random:
+        console.print(
+            "[yellow]random_weights: true[/] — seeded random weights, not a checkpoint; "
+            "figures show structure, not real accuracy."
+        )
