@@ -1,0 +1,172 @@
+"""The packed artifact: a safetensors file whose tensor bytes equal ``predict_bytes`` of its plan.
+
+Tensors (state-dict names of the quantized model):
+* ``<layer>.weight.packed``     uint8, the weight's integers bit-packed (``bitpack``), row-major
+  in the weight's own shape; symmetric integers are stored offset by 2^(bits-1);
+* ``<layer>.weight.scale``      float32, one per channel / group / tensor (compact shape);
+* ``<layer>.weight.zero_point`` uint8, same shape (asymmetric weights only);
+* ``<quantizer>.scale`` / ``<quantizer>.zero_point``: float32 / uint8 per-tensor activation qparams
+  (``<layer>.input_quantizer``, ``<attn>.qk_matmul.{x,y}``, ``<attn>.sv_matmul.{x,y}``);
+* every other state-dict tensor (biases, norms, float layers) in ``float_dtype`` (bfloat16).
+Metadata (strings): ``format``, ``plan`` (JSON), ``model`` (JSON), ``float_dtype``, ``weights``
+(per-layer bits, shape, granularity), ``activations`` (per-quantizer bits, kind, tau, calibrated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from profiling.quant.bitpack import pack_bits
+from profiling.quant.modules import ActQuantizer, LogQuantizer, channel_axis
+from profiling.quant.plan import QuantPlan, as_plan, validate_plan
+from profiling.quant.prepare import weight_layers
+from profiling.quant.primitives import expand_qparams, quantize, weight_granularity
+from profiling.quant.spec import QuantSpec
+from solvers import sizes
+
+__all__ = [
+    "FORMAT",
+    "TORCH_DTYPES",
+    "predict_bytes",
+    "size_breakdown",
+    "measured_bytes",
+    "save_artifact",
+]
+
+FORMAT = "bitbudget.artifact/v1"
+TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def _stored_bytes(t: Tensor, float_dtype: str) -> int:
+    if t.is_floating_point():
+        return sizes.float_bytes(t.numel(), float_dtype)
+    return t.numel() * t.element_size()
+
+
+def size_breakdown(
+    model: nn.Module, plan: QuantPlan | Mapping[str, Any], float_dtype: str = "bfloat16"
+) -> dict[str, int]:
+    """Predicted stored bytes of ``model`` under ``plan``: weights, floats, activation qparams."""
+    qplan = as_plan(plan)
+    kinds = validate_plan(model, qplan)
+    modules = dict(model.named_modules())
+    quantized = {f"{n}.weight": n for n in weight_layers(kinds, qplan)}
+    out = {"quantized_weights": 0, "float_tensors": 0, "activation_params": 0}
+    for key, t in model.state_dict().items():
+        layer = quantized.get(key)
+        if layer is None:
+            out["float_tensors"] += _stored_bytes(t, float_dtype)
+            continue
+        spec, mod = qplan.specs[layer], modules[layer]
+        gran = weight_granularity(spec, channel_axis(mod))
+        group = getattr(gran, "group_size", None)
+        channels = t.shape[channel_axis(mod)]
+        out["quantized_weights"] += sizes.weight_bytes(
+            t.numel(), channels, spec.w_bits, gran.kind, group, spec.w_symmetric, float_dtype
+        )
+    for name, kind in kinds.items():
+        spec = qplan.specs[name]
+        per = sizes.activation_param_bytes(spec.a_bits, spec.a_symmetric)
+        out["activation_params"] += per * (2 if kind.startswith("matmul") else 1)
+    out["total"] = sum(out.values())
+    return out
+
+
+def predict_bytes(
+    model: nn.Module, plan: QuantPlan | Mapping[str, Any], float_dtype: str = "bfloat16"
+) -> int:
+    """Bytes of tensor data the artifact of ``plan`` will hold (``solvers.sizes`` rules)."""
+    return size_breakdown(model, plan, float_dtype)["total"]
+
+
+def measured_bytes(path: str | os.PathLike[str]) -> int:
+    """Tensor-data bytes of a safetensors file: file size minus the 8-byte length and header."""
+    with open(path, "rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+    return os.path.getsize(path) - 8 - int(header_len)
+
+
+def _packed_weight(mod: nn.Module, spec: QuantSpec) -> tuple[Tensor, dict[str, Any]]:
+    w = cast(Tensor, mod.weight).detach().float()
+    gran = weight_granularity(spec, channel_axis(mod))
+    s = expand_qparams(cast(Tensor, mod.weight_scale), w.shape, gran)
+    z = expand_qparams(cast(Tensor, mod.weight_zero_point), w.shape, gran)
+    q = quantize(w, s, z, spec.w_bits, spec.w_symmetric)
+    if spec.w_symmetric:
+        q = q + 2 ** (spec.w_bits - 1)
+    ints = q.to(torch.uint8).numpy()
+    packed = torch.from_numpy(pack_bits(ints, spec.w_bits))
+    info = {"bits": spec.w_bits, "shape": list(w.shape), "symmetric": spec.w_symmetric}
+    return packed, info | {"granularity": gran.to_dict()}
+
+
+def _weight_tensors(qmodel: nn.Module, plan: QuantPlan, kinds: Mapping[str, str]) -> tuple:
+    modules = dict(qmodel.named_modules())
+    tensors: dict[str, Tensor] = {}
+    infos: dict[str, Any] = {}
+    skip: set[str] = set()
+    for name in weight_layers(kinds, plan):
+        mod, spec = modules[name], plan.specs[name]
+        tensors[f"{name}.weight.packed"], infos[name] = _packed_weight(mod, spec)
+        tensors[f"{name}.weight.scale"] = mod.weight_scale.float().contiguous()
+        if not spec.w_symmetric:
+            tensors[f"{name}.weight.zero_point"] = mod.weight_zero_point.to(torch.uint8)
+        skip |= {f"{name}.weight", f"{name}.weight_scale", f"{name}.weight_zero_point"}
+    return tensors, infos, skip
+
+
+def _activation_tensors(qmodel: nn.Module) -> tuple:
+    tensors: dict[str, Tensor] = {}
+    infos: dict[str, Any] = {}
+    skip: set[str] = set()
+    for name, q in qmodel.named_modules():
+        if not isinstance(q, ActQuantizer):
+            continue
+        tensors[f"{name}.scale"] = q.scale.float().reshape(1)
+        if not q.symmetric:
+            tensors[f"{name}.zero_point"] = q.zero_point.to(torch.uint8).reshape(1)
+        log = isinstance(q, LogQuantizer)
+        infos[name] = {"bits": q.bits, "symmetric": q.symmetric, "calibrated": q.enabled}
+        infos[name] |= {"kind": "log2", "tau": q.tau} if log else {"kind": "uniform"}
+        skip |= {f"{name}.scale", f"{name}.zero_point"}
+    return tensors, infos, skip
+
+
+def save_artifact(
+    qmodel: nn.Module,
+    plan: QuantPlan | Mapping[str, Any],
+    path: str | os.PathLike[str],
+    model_info: Mapping[str, Any] | None = None,
+    float_dtype: str = "bfloat16",
+) -> int:
+    """Write the artifact of an ``apply_plan`` output; returns the measured tensor bytes."""
+    qplan = as_plan(plan)
+    kinds = validate_plan(qmodel, qplan)
+    tensors, w_info, skip_w = _weight_tensors(qmodel, qplan, kinds)
+    act_tensors, a_info, skip_a = _activation_tensors(qmodel)
+    tensors |= act_tensors
+    for key, t in qmodel.state_dict().items():
+        if key in skip_w or key in skip_a:
+            continue
+        dtype = TORCH_DTYPES[float_dtype] if t.is_floating_point() else t.dtype
+        tensors[key] = t.detach().to(dtype).contiguous().clone()
+    meta = {
+        "format": FORMAT,
+        "plan": json.dumps(qplan.to_dict()),
+        "model": json.dumps(dict(model_info or {})),
+        "float_dtype": float_dtype,
+        "weights": json.dumps(w_info),
+        "activations": json.dumps(a_info),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return measured_bytes(path)
