@@ -1,0 +1,119 @@
+"""Profiler speed on sam2.1-hiera-tiny: Fisher-KL (all layers, 8 images) against exact KL on a
+fixed sample of layers (extrapolated to all layers), their rank correlation on the sample, and
+the speed-up of block-input caching over re-running the whole model per perturbation.
+
+Run: .venv/bin/python bench/profile_speed.py [--sizes 512 1024] [--images 8] [--sample 12]
+Writes bench/results/profile_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+from profiling.models import ModelSpec
+from profiling.sensitivity import DEFAULT_CANDIDATES, ProfileRequest, run_profile
+
+OUT = Path(__file__).parent / "results" / "profile_speed.json"
+
+
+def _timed(req: ProfileRequest) -> tuple[float, dict]:
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        prof = run_profile(req, work, device="cpu")
+        return time.perf_counter() - start, prof.to_json()
+
+
+def bench_size(size: int, images: int, sample: int) -> dict:
+    spec = ModelSpec("sam2.1-hiera-tiny", image_size=size)
+    fisher_s, fisher = _timed(ProfileRequest(spec, "fisher_kl", DEFAULT_CANDIDATES, images=images))
+    layers = list(fisher["layers"])
+    step = max(len(layers) // sample, 1)
+    picked = layers[::step][:sample]
+    opts = {"layers": picked}
+    kl_s, kl = _timed(ProfileRequest(spec, "kl", ("w4a16",), images=images, options=opts))
+    _, nocache = _timed(
+        ProfileRequest(
+            spec, "kl", ("w4a16",), images=images, options={"layers": picked, "cache": False}
+        )
+    )
+    w_bits = {int(c[1:].split("a")[0]) for c in DEFAULT_CANDIDATES} - {16}
+    a_bits = {int(c.split("a")[1]) for c in DEFAULT_CANDIDATES} - {16}
+    # set-up (build, inventory, float pass) once, then one perturbation per sampled layer
+    per_perturbation = kl["stats"]["compute_seconds"] / len(picked)
+    kl_all_s = kl["stats"]["setup_seconds"] + per_perturbation * len(layers) * (
+        len(w_bits) + len(a_bits)
+    )
+    rho = spearmanr(
+        [kl["layers"][n]["weight"]["4"] for n in picked],
+        [fisher["layers"][n]["weight"]["4"] for n in picked],
+    ).correlation
+    return {
+        "image_size": size,
+        "images": images,
+        "layers": len(layers),
+        "sampled_layers": picked,
+        "fisher_kl_seconds": round(fisher_s, 2),
+        "kl_sample_seconds": round(kl_s, 2),
+        "kl_all_layers_all_candidates_seconds_extrapolated": round(kl_all_s, 1),
+        "speedup_fisher_vs_kl": round(kl_all_s / fisher_s, 1),
+        "spearman_w4_on_sample": round(float(rho), 4),
+        "kl_sample_compute_seconds": kl["stats"]["compute_seconds"],
+        "kl_sample_compute_seconds_without_block_cache": nocache["stats"]["compute_seconds"],
+        "block_cache_speedup": round(
+            nocache["stats"]["compute_seconds"] / kl["stats"]["compute_seconds"], 2
+        ),
+        "kl_setup_seconds": kl["stats"]["setup_seconds"],
+        "kl_seconds_per_layer_perturbation": round(per_perturbation, 3),
+        "cache_speedup_note": "ratio of perturbation compute times on the sampled layers",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--sample", type=int, default=12)
+    args = ap.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    rows = [bench_size(s, args.images, args.sample) for s in args.sizes]
+    doc = {
+        "benchmark": "profile_speed",
+        "model": "sam2.1-hiera-tiny",
+        "random_weights": True,
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "candidates": list(DEFAULT_CANDIDATES),
+        "results": rows,
+        "targets": {
+            f"{r['image_size']}px": {
+                "fisher_at_least_50x_faster": r["speedup_fisher_vs_kl"] >= 50,
+                "spearman_at_least_0.8": r["spearman_w4_on_sample"] >= 0.8,
+            }
+            for r in rows
+        },
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(doc, indent=2))
+    for r in rows:
+        print(
+            f"{r['image_size']:>5}px  fisher {r['fisher_kl_seconds']:>8.1f}s  "
+            f"kl(all, extrap.) {r['kl_all_layers_all_candidates_seconds_extrapolated']:>9.1f}s  "
+            f"x{r['speedup_fisher_vs_kl']:<6} rho {r['spearman_w4_on_sample']:.3f}  "
+            f"cache x{r['block_cache_speedup']}"
+        )
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

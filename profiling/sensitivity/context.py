@@ -1,0 +1,57 @@
+"""Everything a metric processor needs: the model, the walker, the layers and their ranges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from profiling.inventory import Inventory
+from profiling.sensitivity.store import UnitStore
+from profiling.sensitivity.walker import NOT_ON_IMAGES, Walker
+
+__all__ = ["Context", "Cancelled"]
+
+
+class Cancelled(Exception):
+    """The caller asked the run to stop; finished units are kept."""
+
+
+@dataclass
+class Context:
+    """Shared state of one profiling run."""
+
+    model: nn.Module
+    inventory: Inventory
+    walker: Walker
+    store: UnitStore
+    w_bits: list[int]
+    a_bits: list[int]
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    progress: Callable[[float, str], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return dict(self.model.named_modules())
+
+    def weight_layers(self) -> list[str]:
+        """Weight layers that run on images, in execution order."""
+        only = self.options.get("layers")
+        return [
+            x.name
+            for x in self.inventory.layers
+            if x.weight_numel
+            and self.walker.stage_of(x.name) != NOT_ON_IMAGES
+            and (only is None or x.name in only)
+        ]
+
+    def tick(self, done: int, total: int, what: str) -> None:
+        """Report progress and honour a stop request between units."""
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled(f"stopped after {done} of {total} units")
+        if self.progress is not None:
+            self.progress(done / max(total, 1), what)

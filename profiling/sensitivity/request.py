@@ -1,0 +1,80 @@
+"""What to profile, and the content hash that keys its result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from profiling.errors import BadInput
+from profiling.models import ModelSpec
+from profiling.quant.spec import parse_candidate
+
+__all__ = ["METRICS", "DEFAULT_CANDIDATES", "CODE_VERSION", "ProfileRequest"]
+
+METRICS = ("kl", "fisher_kl", "mixqsam", "synergy", "wais")
+DEFAULT_CANDIDATES = ("w8a8", "w6a8", "w4a8", "w3a8", "w2a8", "w8a16", "w4a16", "w2a16")
+CODE_VERSION = "profile-1"  # bump when a metric's numbers change
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """A profile request: model, metric, candidates and calibration data."""
+
+    model: ModelSpec
+    metric: str = "fisher_kl"
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    images: int = 8
+    source: str = "shipped"
+    holdout: int = 4
+    n_points: int = 2
+    n_boxes: int = 2
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise BadInput(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+        if not self.candidates:
+            raise BadInput("candidates: give at least one candidate such as w8a8")
+        for cid in self.candidates:
+            parse_candidate(cid)
+        if len(set(self.candidates)) != len(self.candidates):
+            raise BadInput("candidates: duplicate ids")
+        if self.images < 1:
+            raise BadInput("images must be at least 1")
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+
+    def key(self, weights_hash: str) -> str:
+        """Content hash of model, weights, calibration set, candidates, metric and code."""
+        doc = {
+            "model": self.model.name,
+            "image_size": self.model.size,
+            "weights": weights_hash,
+            "metric": self.metric,
+            "candidates": list(self.candidates),
+            "images": self.images,
+            "source": self.source,
+            "holdout": self.holdout,
+            "n_points": self.n_points,
+            "n_boxes": self.n_boxes,
+            "seed": self.seed,
+            "options": self.options,
+            "code": CODE_VERSION,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_dict(),
+            "metric": self.metric,
+            "candidates": list(self.candidates),
+            "images": self.images,
+            "source": self.source,
+            "holdout": self.holdout,
+            "n_points": self.n_points,
+            "n_boxes": self.n_boxes,
+            "seed": self.seed,
+            "options": self.options,
+        }

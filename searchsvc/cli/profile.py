@@ -1,0 +1,77 @@
+"""``bitbudget profile``: run the sensitivity profiler with a progress bar, write the JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from searchsvc.cli.common import err_console, fail, random_weights_note, user_errors
+
+__all__ = ["register", "default_work_dir"]
+
+
+def default_work_dir() -> Path:
+    """Where profiles and their per-unit checkpoints live (``$BITBUDGET_DATA_DIR/profiles``)."""
+    return Path(os.environ.get("BITBUDGET_DATA_DIR", "data")) / "profiles"
+
+
+def profile_cmd(
+    model: str = typer.Argument(..., help="registered model name"),
+    metric: str = typer.Option("fisher_kl", help="kl | fisher_kl | mixqsam | synergy | wais"),
+    images: int = typer.Option(8, help="calibration images"),
+    image_size: int = typer.Option(None, "--image-size"),
+    candidates: str = typer.Option(None, help="comma-separated ids, e.g. w8a8,w4a8,w2a16"),
+    checkpoint: str = typer.Option(None, help="official-format checkpoint"),
+    seed: int = typer.Option(0),
+    source: str = typer.Option("shipped", help="shipped | IMAGE_FOLDER | COCO.json"),
+    work_dir: Path = typer.Option(None, help="cache / checkpoint folder"),
+    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    out: Path = typer.Option(..., "--out", help="where to write profile.json"),
+) -> None:
+    """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
+    from profiling.models import ModelSpec
+    from profiling.sensitivity import DEFAULT_CANDIDATES, ProfileRequest, run_profile
+
+    if device not in (None, "cpu", "cuda"):
+        fail(f"unknown device {device!r}; use cpu or cuda")
+    with user_errors():
+        cands = (
+            tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
+        )
+        spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
+        req = ProfileRequest(
+            spec, metric=metric, candidates=cands, images=images, source=source, seed=seed
+        )
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task(f"{metric} on {model}", total=1.0)
+            profile = run_profile(
+                req,
+                work_dir or default_work_dir(),
+                device=device,
+                progress=lambda f, msg: bar.update(task, completed=f),
+            )
+    out.write_text(json.dumps(profile.to_json(), indent=1))
+    st = profile.stats
+    typer.echo(
+        f"profile {profile.key} ({metric}) -> {out}: "
+        f"{len(profile.layers) or len(profile.scores) or len(profile.pairs)} entries, "
+        f"{st.get('computed_units', 0)} units computed, {st.get('resumed_units', 0)} resumed"
+        f"{', served from cache' if st.get('cache_hit') else ''}"
+    )
+    random_weights_note(profile.random_weights)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+    app.command("profile")(profile_cmd)

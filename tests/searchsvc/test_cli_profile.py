@@ -1,0 +1,42 @@
+"""CLI: `bitbudget profile` writes a profile, serves repeats from the cache, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "searchsvc.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_profile_writes_json_and_caches(tmp_path) -> None:
+    args = (
+        "profile",
+        "sam2-micro",
+        "--metric",
+        "wais",
+        "--images",
+        "1",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "p.json"),
+    )
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["format"] == "bitbudget.profile/v1" and doc["random_weights"] is True
+    assert doc["scores"] and "random_weights: true" in first.stdout
+    again = _cli(*args)
+    assert again.returncode == 0 and "served from cache" in again.stdout, repr(again.stdout)
+
+
+def test_profile_bad_input(tmp_path) -> None:
+    out = _cli("profile", "sam2-micro", "--metric", "nope", "--out", str(tmp_path / "p.json"))
+    assert out.returncode == 2 and "known: kl, fisher_kl" in out.stderr
+    out = _cli("profile", "sam2-micro", "--candidates", "w7a8", "--out", str(tmp_path / "p.json"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
