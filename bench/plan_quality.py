@@ -1,0 +1,293 @@
+"""Plan quality, the product's central claim: at equal memory, are mixed-precision plans more
+faithful to the float model than uniform precision, and does the predicted loss rank plans?
+
+On sam2.1-hiera-tiny at 512 px (seeded random weights unless a checkpoint is given), with 4
+calibration and 4 held-out photographs: plans of each method at the memory of uniform 4-bit
+and 3-bit weights (8-bit activations everywhere) —
+  default    fisher_kl losses + measured synergy pair terms (measured between the last 6
+             adjacent layers of the image-encoder trunk: joint perturbations are the most
+             expensive measurement), solved with cpsat
+  kl         exact per-layer KL on a sample of layers (the profiler's ``options.layers``),
+             fisher_kl on the others (exact KL on every layer does not fit the time cap)
+  mixqsam    Mix-QSAM importance + synergy approximation (W=A bits, applied as wXa8)
+  wais       Mix-QSAM2 WAIS objective
+  greedy     the greedy backend on the default problem
+— are applied (``apply_plan``) and measured on the held-out images (``measure_fidelity``:
+mask IoU and per-pixel KL against the float model). A 10-point front of the default method
+gives the Spearman correlation between predicted loss and measured KL / (1 − IoU).
+
+Run: .venv/bin/python bench/plan_quality.py  [--cap-minutes 25]  (writes
+bench/results/plan_quality.json; profiles and evaluations are cached in --work, so a re-run
+resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from profiling.calibration import load_source, make_sets
+from profiling.evaluate import measure_fidelity, reference_outputs
+from profiling.inventory import build_inventory
+from profiling.models import LoadedModel, ModelSpec, build_model
+from profiling.models.adapter import TaskAdapter
+from profiling.quant.apply import apply_plan
+from profiling.sensitivity import Profile, ProfileRequest, problem_from_profile, run_profile
+from solvers import Problem, solve
+
+OUT = Path(__file__).parent / "results" / "plan_quality.json"
+CANDIDATES = ("w8a8", "w6a8", "w4a8", "w3a8", "w2a8")
+BITS = (2, 3, 4, 6, 8)
+METHODS = ("default", "kl", "mixqsam", "wais", "greedy")
+
+
+class Bench:
+    """Shared state: model, data, float reference, caches and the time cap."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(args.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self.spec = ModelSpec(args.model, image_size=args.size)
+        self.loaded = build_model(self.spec)
+        self.inventory = build_inventory(self.loaded).to_json()
+        self.calib, self.held = make_sets(
+            load_source("shipped"), holdout=args.holdout, n_calib=args.images
+        )
+        self.reference = reference_outputs(TaskAdapter(self.loaded), self.held.samples)
+        self.cache_file = self.work / "evaluations.json"
+        self.cache = json.loads(self.cache_file.read_text()) if self.cache_file.exists() else {}
+        self.skipped = 0
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.started) / 60
+
+    def profile(self, metric: str, **options: Any) -> Profile:
+        req = ProfileRequest(
+            self.spec, metric, CANDIDATES, images=self.args.images, options=options
+        )
+        t0 = time.perf_counter()
+        prof = run_profile(req, self.work / "profiles", device="cpu")
+        prof.stats["bench_seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"[{self.minutes():5.1f} min] profile {metric}: {prof.stats}", flush=True)
+        return prof
+
+    def evaluate(self, choices: dict[str, str]) -> dict[str, Any] | None:
+        """Fidelity of a plan on the held-out images (cached by its choices); None past the cap."""
+        plan = {n: f"{c.split('a')[0]}a8" for n, c in choices.items()}  # 8-bit activations
+        key = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+        if key in self.cache:
+            return dict(self.cache[key])
+        if self.minutes() > self.args.cap_minutes:
+            self.skipped += 1
+            return None
+        t0 = time.perf_counter()
+        quant = LoadedModel(self.spec, apply_plan(self.loaded, plan, self.calib), "")
+        fid = measure_fidelity(
+            TaskAdapter(self.loaded), TaskAdapter(quant), self.held.samples, self.reference
+        ).to_dict()
+        result = {"iou": fid["iou"], "iou_min": fid["iou_min"], "kl": fid["kl"]}
+        result["iou_head_mae"] = fid["iou_head_mae"]
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        self.cache[key] = result
+        self.cache_file.write_text(json.dumps(self.cache))
+        print(f"[{self.minutes():5.1f} min] evaluated {key}: {result}", flush=True)
+        return dict(result)
+
+
+def price(problem: Problem, choices: dict[str, str]) -> tuple[float, float]:
+    """(memory_bytes, predicted loss) of ``choices`` under ``problem``."""
+    memory, loss = float(problem.fixed.get("memory_bytes", 0.0)), 0.0
+    index = {}
+    for layer in problem.layers:
+        i = layer.option_ids().index(choices[layer.name])
+        index[layer.name] = i
+        memory += layer.options[i].costs.get("memory_bytes", 0.0)
+        loss += layer.options[i].loss
+    for pair in problem.pairs:
+        loss += float(pair.matrix[index[pair.a], index[pair.b]])
+    return memory, loss
+
+
+def uniform(problem: Problem, bits: int) -> dict[str, str]:
+    """Every choosable layer at ``wBa8``; pinned layers keep their only option."""
+    want = f"w{bits}a8"
+    return {
+        layer.name: want if want in layer.option_ids() else layer.options[0].id
+        for layer in problem.layers
+    }
+
+
+def hybrid(kl: Profile, fisher: Profile) -> Profile:
+    """Exact-KL entries where measured, the Fisher estimate elsewhere."""
+    return Profile.from_json(kl.to_json() | {"layers": fisher.layers | kl.layers, "metric": "kl"})
+
+
+def sampled(fisher: Profile, n: int) -> list[str]:
+    """``n`` layers spread evenly over execution order."""
+    names = list(fisher.layers)
+    step = max(len(names) // n, 1)
+    return names[::step][:n]
+
+
+def method_problems(b: Bench) -> tuple[dict[str, Problem], dict[str, Any]]:
+    """One problem per method (budgets set later with ``with_budget``) and profile stats."""
+    fisher = b.profile("fisher_kl")
+    kl_layers = sampled(fisher, b.args.kl_layers)
+    trunk = [n for n in fisher.layers if ".trunk.blocks." in n]
+    syn_layers = trunk[-b.args.synergy_layers :]  # adjacent layers, cheap to re-run
+    kl = b.profile("kl", layers=kl_layers)
+    synergy = b.profile("synergy", layers=syn_layers)
+    mixqsam = b.profile("mixqsam")
+    wais = b.profile("wais")
+    inv, huge = b.inventory, {"memory_bytes": 1e12}
+    default = problem_from_profile(fisher, inv, huge, pair_profile=synergy)
+    problems = {
+        "default": default,
+        "kl": problem_from_profile(hybrid(kl, fisher), inv, huge),
+        "mixqsam": problem_from_profile(mixqsam, inv, huge, options={"bits": BITS}),
+        "wais": problem_from_profile(wais, inv, huge, options={"bits": BITS, "act_bits": 8}),
+        "greedy": default,
+    }
+    stats = {
+        p.metric: {
+            "profile_seconds": p.stats.get("seconds"),
+            "computed_in_this_run": not p.stats.get("cache_hit"),
+            "layers": len(p.layers) or len(p.scores),
+            "pairs": len(p.pairs) or len(p.synergy),
+        }
+        for p in (fisher, kl, synergy, mixqsam, wais)
+    }
+    stats["kl"]["exact_layers"] = kl_layers
+    stats["synergy"]["measured_layers"] = syn_layers
+    return problems, stats
+
+
+def solved(b: Bench, method: str, problem: Problem, memory: float) -> dict[str, Any]:
+    """Solve ``method`` at ``memory`` bytes, evaluate the plan, return a row."""
+    backend = "greedy" if method == "greedy" else "cpsat"
+    plan = solve(problem.with_budget(memory_bytes=memory), backend, time_limit=b.args.solve_s)
+    row: dict[str, Any] = {"status": plan.status, "solver": backend}
+    if not plan.has_solution:
+        return row
+    bits = [int(c[1:].split("a")[0]) for c in plan.choices.values()]
+    row |= {"objective": plan.objective, "memory_bytes": plan.totals.get("memory_bytes")}
+    row |= {"mean_layer_bits": float(np.mean(bits))}
+    fid = b.evaluate(dict(plan.choices))
+    return row | (fid or {"skipped": "time cap"})
+
+
+def compare(b: Bench, problems: dict[str, Problem], bits: int) -> dict[str, Any]:
+    """Every method and uniform precision at the memory of uniform ``bits``-bit weights."""
+    choices = uniform(problems["default"], bits)
+    memory, loss = price(problems["default"], choices)
+    base: dict[str, Any] = {"memory_bytes": memory, "objective": loss}
+    base |= b.evaluate(choices) or {"skipped": "time cap"}
+    rows = {m: solved(b, m, problems[m], memory) for m in METHODS}
+    return {"memory_bytes": memory, "uniform": base, "methods": rows}
+
+
+def front(b: Bench, problem: Problem, lo: float, mid: float, hi: float, n: int) -> list[dict]:
+    """The default method at ``n`` budgets: ``lo``, ``mid`` and n-2 more up to ``hi``."""
+    budgets = [lo, *np.linspace(mid, hi, n - 1)]
+    return [{"budget_bytes": float(m)} | solved(b, "default", problem, float(m)) for m in budgets]
+
+
+def _rho(xs: list[float], ys: list[float]) -> float | None:
+    if len(xs) < 3:
+        return None
+    return round(float(spearmanr(xs, ys).correlation), 4)
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """Was each claim met? (by mean mask IoU against the float model; ties count as met)."""
+    out: dict[str, Any] = {}
+    for bits, cmp in result["budgets"].items():
+        uni = cmp["uniform"].get("iou")
+        ious = {m: r.get("iou") for m, r in cmp["methods"].items()}
+        if uni is None or any(v is None for v in ious.values()):
+            out[f"{bits}bit"] = {"measured": False}
+            continue
+        mixed_ok = {m: v >= uni for m, v in ious.items()}
+        out[f"{bits}bit"] = {
+            "every_mixed_at_least_uniform": all(mixed_ok.values()),
+            "mixed_at_least_uniform": mixed_ok,
+            "default_best": ious["default"] >= max(ious.values()),
+            "best_method": max(ious, key=lambda m: ious[m]),
+        }
+    rho = result["front"]["spearman_loss_vs_kl"]
+    out["spearman_at_least_0.8"] = None if rho is None else rho >= 0.8
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sam2.1-hiera-tiny")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--images", type=int, default=4, help="calibration images")
+    ap.add_argument("--holdout", type=int, default=4, help="held-out images")
+    ap.add_argument("--kl-layers", type=int, default=11, help="layers with exact KL")
+    ap.add_argument("--synergy-layers", type=int, default=6, help="last trunk layers, synergy")
+    ap.add_argument("--points", type=int, default=10, help="front points")
+    ap.add_argument("--solve-s", type=float, default=20.0, help="solver time limit per plan")
+    ap.add_argument("--cap-minutes", type=float, default=27.0, help="no new evaluation after")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default="/tmp/bitbudget-bench/plan_quality")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    b = Bench(args)
+    problems, profile_stats = method_problems(b)
+    budgets = {bits: compare(b, problems, bits) for bits in (4, 3)}
+    m8, _ = price(problems["default"], uniform(problems["default"], 8))
+    points = front(
+        b,
+        problems["default"],
+        budgets[3]["memory_bytes"],
+        budgets[4]["memory_bytes"],
+        m8,
+        args.points,
+    )
+    done = [p for p in points if p.get("kl") is not None]
+    losses = [p["objective"] for p in done]
+    result: dict[str, Any] = {
+        "benchmark": "plan_quality",
+        "command": "python bench/plan_quality.py",
+        "model": args.model,
+        "image_size": args.size,
+        "random_weights": b.loaded.random_weights,
+        "calibration_images": [s.image.name for s in b.calib.samples],
+        "heldout_images": [s.image.name for s in b.held.samples],
+        "candidates": list(CANDIDATES),
+        "activations": "8-bit everywhere (Mix-QSAM's W=A ids applied as wXa8)",
+        "fidelity": "mean mask IoU (logits > 0) and mean per-pixel Bernoulli KL vs float",
+        "profiles": profile_stats,
+        "budgets": {str(k): v for k, v in budgets.items()},
+        "front": {
+            "points": points,
+            "spearman_loss_vs_kl": _rho(losses, [p["kl"] for p in done]),
+            "spearman_loss_vs_one_minus_iou": _rho(losses, [1 - p["iou"] for p in done]),
+            "measured_points": len(done),
+        },
+        "evaluations_skipped_by_cap": b.skipped,
+        "minutes": round(b.minutes(), 1),
+        "machine": {"cpu_threads": args.threads, "python": platform.python_version()},
+    }
+    result["targets"] = targets(result)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["targets"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

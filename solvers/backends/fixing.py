@@ -1,0 +1,72 @@
+"""Reduced-cost fixing: drop unit choices and pair entries that cannot beat an incumbent.
+
+For prices μ >= 0 and any plan x meeting the budgets, f(x) >= L(x, μ) = f(x) + Σ μ_r·(c_r(x) −
+cap_r). The min-marginal of L with one unit choice (or one pair entry) forced is a lower bound on
+every plan using it; one above the incumbent's objective cannot be in a better plan. So every plan
+better than the incumbent survives, and min(incumbent, any lower bound over the reduced model) is
+a valid lower bound for the full one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.backends.compiled import Compiled
+from solvers.backends.treedp import TreeDP
+
+__all__ = ["Reduction", "fix"]
+
+_RTOL = 1e-9
+
+
+@dataclass
+class Reduction:
+    """A reduced model and, per unit, which original choices it kept."""
+
+    model: Compiled
+    keep: list[np.ndarray]
+    upper: float
+
+    def expand(self, choice: np.ndarray) -> np.ndarray:
+        """A reduced-model choice in the original model's indices."""
+        return np.array([int(k[c]) for k, c in zip(self.keep, choice, strict=True)])
+
+    def shrink(self, choice: np.ndarray) -> np.ndarray | None:
+        """An original-model choice in reduced indices, or None if it uses a dropped choice."""
+        out = []
+        for k, c in zip(self.keep, choice, strict=True):
+            hit = np.flatnonzero(k == c)
+            if not hit.size:
+                return None
+            out.append(int(hit[0]))
+        return np.array(out)
+
+    def then(self, inner: Reduction) -> Reduction:
+        """This reduction followed by one of its model."""
+        keep = [k[i] for k, i in zip(self.keep, inner.keep, strict=True)]
+        return Reduction(inner.model, keep, min(self.upper, inner.upper))
+
+    def stats(self) -> dict[str, int]:
+        """How many unit choices and pair entries the reduced model still has."""
+        forbidden = sum(int(f.sum()) for f in self.model.forbid.values())
+        entries = sum(m.size for m in self.model.edges.values()) - forbidden
+        return {"kept_choices": sum(self.model.sizes), "kept_pair_entries": entries}
+
+
+def fix(model: Compiled, dp: TreeDP, priced: np.ndarray, shift: float, upper: float) -> Reduction:
+    """Keep what the min-marginals of ``priced`` (n, K; minus ``shift``) allow below ``upper``."""
+    limit = upper + _RTOL * max(1.0, abs(upper)) + shift
+    nodes, edges = dp.marginals(priced)
+    keep = [np.flatnonzero(mm[:k] <= limit) for mm, k in zip(nodes, model.sizes, strict=True)]
+    keep = [k if k.size else np.arange(n) for k, n in zip(keep, model.sizes, strict=True)]
+    forbid = {}
+    for key, matrix in model.edges.items():
+        old = model.forbid.get(key, np.zeros(matrix.shape, dtype=bool))
+        forbid[key] = (
+            old | (edges[key][: matrix.shape[0], : matrix.shape[1]] > limit)
+            if key in edges
+            else old
+        )
+    return Reduction(model.restrict(keep, forbid), keep, upper)

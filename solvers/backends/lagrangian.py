@@ -1,0 +1,216 @@
+"""Lagrangian fast path: price the budgets, solve the priced problem by tree DP, then repair/swap.
+
+For prices μ >= 0, D(μ) = min_x f(x) + Σ_r μ_r·(c_r(x) − cap_r) is a lower bound on the optimum
+(``TreeDP`` gives a valid lower bound of the inner minimum even off forests). D is concave and is
+maximised by a zooming grid search (a batched bisection: each pass prices a grid of μ in one DP
+sweep, then narrows it around the best). After a coarse pass on the full model, the incumbent
+fixes away choices that cannot beat it (``fixing``), and the fine passes run on the small
+remaining model. Bound: max(D_full, min(incumbent, D_reduced)).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.backends.compiled import Compiled, Result
+from solvers.backends.fixing import Reduction, fix
+from solvers.backends.localsearch import LocalSearch
+from solvers.backends.treedp import TreeDP
+
+__all__ = ["Dual", "LagrangianRun", "run_lagrangian", "solve_lagrangian"]
+
+COARSE_POINTS = 8  # prices per pass on the full model
+COARSE_PASSES = 1  # passes per resource on the full model
+FINE_POINTS = 16  # prices per pass on the reduced model
+FINE_PASSES = 2  # passes per resource and stage on the reduced model
+
+
+class Dual:
+    """The Lagrangian dual of a compiled problem, costs normalised by each capacity."""
+
+    def __init__(self, model: Compiled) -> None:
+        self.model = model
+        self.dp = TreeDP(model)
+        self.resources = list(model.capacity)
+        self.loss = model.loss_pad
+        self.raw = model.cost_pad
+        self.capacity = np.array(list(model.capacity.values()))
+        norm = np.maximum(np.abs(self.capacity), 1e-300)
+        self.cost, self.cap = self.raw / norm[:, None, None], self.capacity / norm
+        finite = np.where(np.isfinite(self.loss), self.loss, np.nan)
+        spread = max(float(np.sum(np.nanmax(finite, 1) - np.nanmin(finite, 1))), 1e-12)
+        width = np.isfinite(self.loss)[None]
+        span = np.sum(np.max(self.cost, 2) - np.min(np.where(width, self.cost, np.inf), 2), 1)
+        self.scale = spread / np.maximum(span, 1e-12)
+        self.bound, self.best_mu = -np.inf, np.zeros(len(self.resources))
+        self.at_best: np.ndarray | None = None  # the priced optimum at best_mu
+        self.best: np.ndarray | None = None  # the best feasible choice seen
+        self.best_value, self.calls = np.inf, 0
+
+    def priced(self, mu: np.ndarray) -> np.ndarray:
+        """Unary terms loss + Σ_r μ_r·cost_r for price vectors mu (M, R): shape (M, n, K)."""
+        return self.loss[None] + np.einsum("mr,rnk->mnk", mu, self.cost)
+
+    def evaluate(self, mu: np.ndarray) -> None:
+        """Price every row of ``mu``; record the best bound and the best feasible choice."""
+        values, choices = self.dp.minimise(self.priced(mu))
+        self.calls += len(mu)
+        bounds = values - mu @ self.cap
+        top = int(np.argmax(bounds))
+        if bounds[top] > self.bound:
+            self.bound, self.best_mu, self.at_best = (
+                float(bounds[top]),
+                mu[top].copy(),
+                choices[top],
+            )
+        ok = np.ones(len(mu), dtype=bool)
+        if self.resources:
+            rows = np.arange(self.loss.shape[0])
+            ok = np.all(self.capacity >= self.raw[:, rows[None, :], choices].sum(axis=2).T, axis=1)
+        if ok.any():
+            objectives = self.model.objectives(choices[ok])
+            i = int(np.argmin(objectives))
+            if objectives[i] < self.best_value:
+                self.best, self.best_value = choices[ok][i].copy(), float(objectives[i])
+
+
+def unary_prices(dual: Dual, steps: int = 50) -> np.ndarray:
+    """Per resource alone, ignoring pairs: the least μ_r whose priced choice meets budget r."""
+    rows = np.arange(dual.loss.shape[0])
+    out = np.zeros(len(dual.resources))
+    for r in range(len(dual.resources)):
+        lo, hi = 0.0, 1.0
+
+        def fits(mu: float, r: int = r) -> bool:
+            choice = np.argmin(dual.loss + mu * dual.cost[r], axis=1)
+            return bool(dual.cost[r][rows, choice].sum() <= dual.cap[r])
+
+        if fits(0.0):
+            continue
+        while not fits(hi) and hi < 1e300:
+            lo, hi = hi, hi * 16
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        out[r] = hi
+    return out
+
+
+def pattern_search(dual: Dual, passes: int, points: int, width: float) -> None:
+    """Coordinate zoom on D(μ) around ``dual.best_mu``: each pass prices ``points`` values of one
+    μ_r (and 0), then narrows that coordinate's range when the best lies inside it."""
+    n_res = len(dual.resources)
+    if n_res == 0:
+        dual.evaluate(np.zeros((1, 0)))
+        return
+    widths = np.full(n_res, width)
+    for k in range(passes):
+        r = k % n_res
+        centre = dual.best_mu[r] if dual.best_mu[r] > 0 else dual.scale[r]
+        values = np.concatenate(
+            [[0.0], np.geomspace(centre / widths[r], centre * widths[r], points)]
+        )
+        grid = np.tile(dual.best_mu, (len(values), 1))
+        grid[:, r] = values
+        dual.evaluate(grid)
+        pick = int(np.argmin(np.abs(values - dual.best_mu[r])))
+        if 1 < pick < len(values) - 1:
+            widths[r] = max(widths[r] ** (2.0 / (points - 1)), 1.0 + 1e-4)
+
+
+def polish(model: Compiled, starts: list[np.ndarray | None], deadline: float) -> np.ndarray | None:
+    """Repair each start and improve it by swaps; the best feasible result, or None."""
+    best, value = None, np.inf
+    for start in starts:
+        if start is None:
+            continue
+        search = LocalSearch(model, start)
+        search.repair()
+        if not search.feasible():
+            continue
+        search.improve(deadline)
+        if search.feasible() and (v := model.objective(search.choice)) < value:
+            best, value = search.choice.copy(), v
+    return best
+
+
+def _unpriced(dual: Dual) -> list[np.ndarray]:
+    """Priced optima with one resource's price dropped: starts that use a slack resource fully."""
+    if len(dual.resources) < 2:
+        return []
+    grid = np.tile(dual.best_mu, (len(dual.resources), 1))
+    np.fill_diagonal(grid, 0.0)
+    _, choices = dual.dp.minimise(dual.priced(grid))
+    return list(choices)
+
+
+@dataclass
+class LagrangianRun:
+    """A plan (or None), its objective, a valid lower bound, the reduction and final prices."""
+
+    choice: np.ndarray | None
+    upper: float
+    bound: float
+    reduction: Reduction | None
+    dual: Dual
+
+
+def run_lagrangian(
+    model: Compiled,
+    deadline: float,
+    hint: np.ndarray | None = None,
+    stages: int = 1,
+    prices: np.ndarray | None = None,
+) -> LagrangianRun:
+    """Pattern search on the dual, swaps for a plan, fixing; repeated on the shrinking model.
+
+    ``prices`` (capacity-normalised μ, e.g. a neighbouring sweep point's) warm-start the search.
+    """
+    dual = Dual(model)
+    warm = prices is not None and len(prices) == len(dual.resources)
+    dual.scale = np.where(unary := unary_prices(dual), unary, dual.scale)
+    if warm:
+        dual.best_mu = np.asarray(prices, dtype=float).copy()
+    pattern_search(dual, COARSE_PASSES * len(dual.resources), COARSE_POINTS, 4.0)
+    choice = polish(model, [dual.best, dual.at_best, hint], deadline)
+    if choice is None:
+        return LagrangianRun(None, np.inf, dual.bound, None, dual)
+    upper, bound = model.objective(choice), dual.bound
+    red = Reduction(model, [np.arange(k) for k in model.sizes], upper)
+    for _ in range(stages):
+        shift = float(dual.best_mu @ dual.cap)
+        step = fix(red.model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, upper)
+        red, mu = red.then(step), dual.best_mu
+        dual = Dual(red.model)
+        dual.best_mu = mu.copy()
+        pattern_search(dual, FINE_PASSES * len(dual.resources), FINE_POINTS, 2.0)
+        bound = max(bound, min(upper, dual.bound))
+        starts = [dual.best, dual.at_best, red.shrink(choice), *_unpriced(dual)]
+        better = polish(red.model, starts, deadline)
+        if better is not None and red.model.objective(better) < upper:
+            choice, upper = red.expand(better), red.model.objective(better)
+    return LagrangianRun(choice, upper, min(bound, upper), red, dual)
+
+
+def solve_lagrangian(
+    problem: Compiled,
+    *,
+    time_limit: float | None = None,
+    hint: np.ndarray | None = None,
+    prices: list[float] | None = None,
+) -> Result:
+    """The fast path: a plan, its dual bound, and in ``extra`` the final prices (to warm-start
+    the next point of a sweep) and how many price vectors were tried."""
+    deadline = time.perf_counter() + (time_limit if time_limit is not None else 1e9)
+    run = run_lagrangian(
+        problem, deadline, hint, prices=None if prices is None else np.array(prices)
+    )
+    extra = {"dual_evaluations": run.dual.calls, "prices": [float(m) for m in run.dual.best_mu]}
+    if run.choice is None:
+        message = "lagrangian: no feasible plan found"
+        return Result("unknown", bound=run.bound, message=message, extra=extra)
+    status = "optimal" if run.upper - run.bound <= 1e-9 * max(1.0, abs(run.upper)) else "feasible"
+    return Result(status, run.choice, run.bound, extra=extra)

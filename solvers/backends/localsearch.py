@@ -1,0 +1,130 @@
+"""Repair and swap passes over a unit choice, shared by the Lagrangian and greedy backends.
+
+All moves are scored on padded (units × choices) arrays: ``delta_loss`` is the exact objective
+change of switching one unit (pair terms with its current neighbours included), ``delta_cost``
+the change in each constrained resource. Budgets are checked against the exact capacity.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from solvers.backends.compiled import Compiled
+
+__all__ = ["LocalSearch"]
+
+_EPS = 1e-12
+
+
+class LocalSearch:
+    """A current choice with incremental pair contributions and resource totals."""
+
+    def __init__(self, model: Compiled, choice: np.ndarray) -> None:
+        self.model = model
+        self.choice = np.array(choice, dtype=np.int64)
+        n = len(model.units)
+        self.rows = np.arange(n)
+        self.loss = model.loss_pad
+        self.cost = model.cost_pad
+        self.cap = np.array(list(model.capacity.values()))
+        self.norm = np.maximum(np.abs(self.cap), 1e-300)
+        self.neighbours: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n)]
+        for (a, b), matrix in model.edges.items():
+            self.neighbours[a].append((b, matrix))
+            self.neighbours[b].append((a, matrix.T))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute pair contributions and totals from scratch (no drift)."""
+        self.pair = np.zeros_like(self.loss)
+        stack, ends = self.model.edge_stack
+        if len(ends):
+            e = np.arange(len(ends))
+            np.add.at(self.pair, ends[:, 0], stack[e, :, self.choice[ends[:, 1]]])
+            np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
+        self.spent = self.cost[:, self.rows, self.choice].sum(axis=1)
+
+    def deltas(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Δ objective, Δ cost per resource) of every single-unit switch."""
+        local = self.loss + self.pair
+        delta_loss = local - local[self.rows, self.choice][:, None]
+        delta_cost = self.cost - self.cost[:, self.rows, self.choice][:, :, None]
+        return delta_loss, delta_cost
+
+    def move(self, u: int, k: int) -> None:
+        """Switch unit u to choice k, updating neighbours' pair contributions and totals."""
+        old = int(self.choice[u])
+        for v, matrix in self.neighbours[u]:
+            column = matrix[k, :] - matrix[old, :]
+            self.pair[v, : column.shape[0]] += column
+        self.spent += self.cost[:, u, k] - self.cost[:, u, old]
+        self.choice[u] = k
+
+    def feasible(self) -> bool:
+        """Every constrained resource within its capacity."""
+        return bool(np.all(self.spent <= self.cap))
+
+    def repair(self) -> None:
+        """Move units to cheaper choices, least Δloss per unit of removed overrun first."""
+        for _ in range(self.loss.size):
+            over = np.maximum(self.spent - self.cap, 0.0) / self.norm
+            if not over.any():
+                return
+            delta_loss, delta_cost = self.deltas()
+            after = np.maximum(
+                self.spent[:, None, None] + delta_cost - self.cap[:, None, None], 0.0
+            )
+            gain = over.sum() - (after / self.norm[:, None, None]).sum(axis=0)
+            score = np.where(
+                gain > _EPS, (delta_loss - delta_loss.min()) / np.maximum(gain, _EPS), np.inf
+            )
+            u, k = np.unravel_index(int(np.argmin(score)), score.shape)
+            if not np.isfinite(score[u, k]):
+                return
+            self.move(int(u), int(k))
+
+    def _fits(self, delta_cost: np.ndarray) -> np.ndarray:
+        return np.all(self.spent[:, None, None] + delta_cost <= self.cap[:, None, None], axis=0)
+
+    def one_opt(self) -> bool:
+        """Apply the best single switch that lowers the objective and keeps every budget."""
+        delta_loss, delta_cost = self.deltas()
+        score = np.where(self._fits(delta_cost), delta_loss, np.inf)
+        u, k = np.unravel_index(int(np.argmin(score)), score.shape)
+        if score[u, k] >= -_EPS * max(1.0, abs(float(self.loss[u, k]))):
+            return False
+        self.move(int(u), int(k))
+        return True
+
+    def exchange(self, tries: int = 16) -> bool:
+        """Pair an over-budget improvement with the cheapest non-adjacent switch paying for it."""
+        delta_loss, delta_cost = self.deltas()
+        fits = self._fits(delta_cost)
+        candidates = np.argsort(np.where(fits, np.inf, delta_loss), axis=None)[:tries]
+        for flat in candidates:
+            u, k = np.unravel_index(int(flat), delta_loss.shape)
+            if not delta_loss[u, k] < -_EPS:
+                break
+            room = self.cap - self.spent - delta_cost[:, u, k]
+            ok = np.all(delta_cost <= room[:, None, None], axis=0)
+            ok[u, :] = False
+            for v, _ in self.neighbours[u]:
+                ok[v, :] = False
+            pay = np.where(ok, delta_loss, np.inf)
+            w, j = np.unravel_index(int(np.argmin(pay)), pay.shape)
+            if delta_loss[u, k] + pay[w, j] < -_EPS:
+                self.move(int(u), int(k))
+                self.move(int(w), int(j))
+                return True
+        return False
+
+    def improve(self, deadline: float) -> None:
+        """Single switches, then exchanges, until neither helps or the deadline passes."""
+        while time.perf_counter() < deadline:
+            if self.one_opt():
+                continue
+            if not self.exchange():
+                break
+        self.refresh()
