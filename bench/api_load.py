@@ -1,0 +1,260 @@
+"""API under load: 50 concurrent clients POST budgets and GET plans against a profiled model.
+
+Starts ``bitbudget serve --dev`` (the embedded default, or ``--database-url``) on a free loopback
+port in a temporary data dir, registers sam2-micro, profiles it once (fisher_kl, 2 images), then
+runs two bounded phases. In each, every client does ``--requests`` rounds of POST a budget (drawn
+from a pool of ``--budgets`` distinct ones: a new budget is solved once, a repeated one is served
+from the stored plan) then GET that plan:
+
+* ``paced``: 50 users, each pausing ``--think`` seconds (±50 %) between rounds;
+* ``saturation``: the same 50 clients with no pause (closed loop) — throughput-bound, so its
+  latencies are concurrency / throughput, whatever the per-request cost.
+
+Reports p50/p95 per kind, status counts, errors and throughput for both phases, and the machine's
+load average (the numbers are only comparable at similar load).
+Run: .venv/bin/python bench/api_load.py  (writes bench/results/api_load.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+OUT = Path(__file__).parent / "results" / "api_load.json"
+CANDIDATES = ["w8a8", "w6a8", "w4a8", "w4a16"]
+TARGETS = {"post_p95_s": 1.0, "get_p95_s": 0.05, "errors": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(data: Path, database_url: str | None) -> tuple[subprocess.Popen, str, str]:
+    """``bitbudget serve --dev``; returns the process, its base URL and the dev token."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBUDGET_")}
+    env |= {"BITBUDGET_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    if database_url:
+        env["BITBUDGET_DATABASE_URL"] = database_url
+    log = open(data / "server.log", "w")  # noqa: SIM115  (closed with the process)
+    cmd = [sys.executable, "-m", "searchsvc.cli", "serve", "--port", str(port), "--dev"]
+    proc = subprocess.Popen(cmd + ["--log-level", "warning"], env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    match = re.search(r"token:\s+(bb_\S+)", (data / "server.log").read_text())
+    if match is None:
+        proc.kill()
+        raise RuntimeError((data / "server.log").read_text())
+    return proc, base, match.group(1)
+
+
+def _profiled_model(client: httpx.Client) -> tuple[int, float]:
+    """Register sam2-micro and profile it; returns (model id, profiling seconds)."""
+    model_id = (
+        client.post("/v1/models", json={"name": "sam2-micro"}).raise_for_status().json()["id"]
+    )
+    start = time.perf_counter()
+    body = {"metric": "fisher_kl", "candidates": CANDIDATES, "images": 2}
+    reply = client.post(f"/v1/models/{model_id}/profiles", json=body).raise_for_status().json()
+    while reply["job"] is not None:
+        job = client.get(f"/v1/jobs/{reply['job']['id']}").json()
+        if job["state"] in ("failed", "cancelled"):
+            raise RuntimeError(f"profiling {job['state']}: {job['error']}")
+        if job["state"] == "succeeded":
+            break
+        time.sleep(0.5)
+    return model_id, time.perf_counter() - start
+
+
+def _budgets(count: int, shift: float) -> list[dict[str, float]]:
+    """Feasible, distinct budgets: memory (MB) and average bits (``shift`` moves the pool)."""
+    half = max(count // 2, 1)
+    memory = [round(1.30 + shift + 0.6 * i / max(half - 1, 1), 4) for i in range(half)]
+    bits = [round(5.0 + shift + 2.8 * i / max(count - half - 1, 1), 4) for i in range(count - half)]
+    out: list[dict[str, float]] = [{"memory_mb": m} for m in memory]
+    return out + [{"avg_bits": b} for b in bits]
+
+
+async def _client(
+    base: str,
+    token: str,
+    model_id: int,
+    budgets: list[dict],
+    n: int,
+    offset: int,
+    think: float,
+    out: dict,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(offset)
+    await asyncio.sleep(rng.uniform(0, think))  # clients arrive spread over one think time
+    extra = {"candidates": CANDIDATES, "images": 2}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+        for i in range(n):
+            budget = budgets[(offset + i) % len(budgets)]
+            start = time.perf_counter()
+            try:
+                r = await client.post(
+                    "/v1/plans", json={"model_id": model_id, "budget": budget} | extra
+                )
+            except httpx.HTTPError as exc:
+                out["errors"].append(f"POST: {exc!r}")
+                continue
+            out["post"].append(time.perf_counter() - start)
+            out["post_status"].append(r.status_code)
+            if r.status_code not in (200, 201):
+                out["errors"].append(f"POST {budget}: {r.status_code} {r.text[:200]}")
+                continue
+            start = time.perf_counter()
+            try:
+                g = await client.get(f"/v1/plans/{r.json()['id']}")
+            except httpx.HTTPError as exc:
+                out["errors"].append(f"GET: {exc!r}")
+                continue
+            out["get"].append(time.perf_counter() - start)
+            if g.status_code != 200:
+                out["errors"].append(f"GET: {g.status_code} {g.text[:200]}")
+            await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(int(q * len(ordered)), len(ordered) - 1)], 4)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50_s": _pct(values, 0.50),
+        "p95_s": _pct(values, 0.95),
+        "max_s": round(max(values), 4) if values else None,
+        "mean_s": round(statistics.fmean(values), 4) if values else None,
+    }
+
+
+async def _load(
+    args: argparse.Namespace, base: str, token: str, model_id: int, think: float, seed: int
+) -> dict:
+    out: dict[str, list] = {"post": [], "get": [], "post_status": [], "errors": []}
+    budgets = _budgets(args.budgets, 0.0 if think else 0.01)  # fresh budgets in each phase
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _client(
+                base, token, model_id, budgets, args.requests, seed + c * args.requests, think, out
+            )
+            for c in range(args.clients)
+        )
+    )
+    out["wall_s"] = [time.perf_counter() - start]
+    return out
+
+
+def _scenario(raw: dict, think: float) -> dict[str, Any]:
+    """Latencies, statuses, errors and throughput of one load phase, against the targets."""
+    statuses = raw["post_status"]
+    out: dict[str, Any] = {
+        "think_time_s": think,
+        "post": _summary(raw["post"])
+        | {"created_201": statuses.count(201), "stored_200": statuses.count(200)},
+        "get": _summary(raw["get"]),
+        "errors": len(raw["errors"]),
+        "error_samples": raw["errors"][:5],
+        "requests_per_s": round((len(raw["post"]) + len(raw["get"])) / raw["wall_s"][0], 1),
+    }
+    post_p95, get_p95 = out["post"]["p95_s"], out["get"]["p95_s"]
+    out["targets_met"] = {
+        "post_p95": post_p95 is not None and post_p95 <= TARGETS["post_p95_s"],
+        "get_p95": get_p95 is not None and get_p95 <= TARGETS["get_p95_s"],
+        "errors": out["errors"] == TARGETS["errors"],
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=8, help="POSTs per client")
+    parser.add_argument("--budgets", type=int, default=16, help="distinct budgets in the pool")
+    parser.add_argument("--think", type=float, default=1.0, help="mean pause between rounds, s")
+    parser.add_argument("--database-url", default=None, help="default: the embedded SQLite")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--keep", action="store_true", help="keep the data dir and server log")
+    args = parser.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="bb-api-load-")
+    try:
+        proc, base, token = _start(Path(tmp), args.database_url)
+        try:
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600
+            ) as client:
+                model_id, profile_s = _profiled_model(client)
+                warm = {"model_id": model_id, "budget": {"memory_mb": 1.95}, "images": 2}
+                client.post("/v1/plans", json=warm | {"candidates": CANDIDATES})
+            load_avg = os.getloadavg()
+            paced = asyncio.run(_load(args, base, token, model_id, args.think, 0))
+            burst = asyncio.run(_load(args, base, token, model_id, 0.0, 10_000))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    finally:
+        if args.keep:
+            print(f"data dir and server log kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "bench": "api_load",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in load_avg],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "config": {
+            "clients": args.clients,
+            "posts_per_client": args.requests,
+            "distinct_budgets": args.budgets,
+            "database": "postgresql" if args.database_url else "sqlite (embedded)",
+            "model": "sam2-micro",
+            "profile": {"metric": "fisher_kl", "candidates": CANDIDATES, "images": 2},
+            "solver": "cpsat (server default)",
+        },
+        "profile_seconds": round(profile_s, 2),
+        "targets": TARGETS,
+        "paced": _scenario(paced, args.think),
+        "saturation": _scenario(burst, 0.0),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The FastAPI app: routers, the one error handler, and start-up (migrate, reconcile)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from searchsvc.errors import BitbudgetError, InfeasibleBudget, Unauthorized, error_body
+from searchsvc.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _startup(settings: Settings) -> None:
+    """Migrate, choose the job transport, and re-enqueue work lost by a previous process."""
+    from searchsvc.db import migrate
+    from searchsvc.jobs.dispatch import configure_dispatcher
+    from searchsvc.jobs.reconciler import reconcile
+    from searchsvc.jobs.registry import load_tasks
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.database)
+    load_tasks()
+    configure_dispatcher(settings)
+    requeued = reconcile(settings, fresh_process=settings.embedded)
+    if requeued:
+        log.warning("re-enqueued jobs lost by an earlier process: %s", requeued)
+
+
+def _lifespan(settings: Settings) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from starlette.concurrency import run_in_threadpool
+
+        from searchsvc.jobs.dispatch import shutdown_dispatcher
+
+        await run_in_threadpool(_startup, settings)
+        yield
+        shutdown_dispatcher(settings)
+
+    return lifespan
+
+
+async def _bitbudget_error(request: Request, exc: Exception) -> JSONResponse:
+    """THE handler of the error family: status from ``http_status``, the message as is."""
+    assert isinstance(exc, BitbudgetError)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InfeasibleBudget):
+        extra["least"] = exc.least
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    body = error_body(type(exc).__name__, str(exc), **extra)
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _text(error: Any) -> str:
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Malformed JSON is a 400; a well-formed body that breaks the schema is a 422."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = errors[0].get("ctx", {}).get("error", "")
+        message = f"request body is not valid JSON ({detail})".replace(" ()", "")
+        return JSONResponse(error_body("MalformedJSON", message), status_code=400)
+    message = "; ".join(f"{_location(tuple(e.get('loc', ())))}: {_text(e)}" for e in errors)
+    return JSONResponse(error_body("InvalidRequest", message), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Routing errors (404 unknown path, 405 wrong method) in the same JSON shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
+    return JSONResponse(error_body("HTTPError", message), status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback; the client gets JSON, not HTML."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    message = f"internal error ({type(exc).__name__}); the server log has the details"
+    return JSONResponse(error_body("InternalError", message), status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service app for ``settings`` (default: from the environment)."""
+    from searchsvc.catalog.router import router as models_router
+    from searchsvc.health import router as health_router
+    from searchsvc.jobs.router import router as jobs_router
+    from searchsvc.pareto.router import router as pareto_router
+    from searchsvc.plans.router import router as plans_router
+    from searchsvc.profiles.router import router as profiles_router
+    from searchsvc.validation.router import router as validation_router
+
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="bitbudget",
+        summary="Mixed-precision quantization search for the Segment Anything models",
+        version="0.1.0",
+        lifespan=_lifespan(settings),
+    )
+    app.state.settings = settings
+    for router in (
+        models_router,
+        profiles_router,
+        plans_router,
+        pareto_router,
+        validation_router,
+        jobs_router,
+        health_router,
+    ):
+        app.include_router(router)
+    app.add_exception_handler(BitbudgetError, _bitbudget_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    return app

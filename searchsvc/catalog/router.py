@@ -1,0 +1,60 @@
+"""/v1/models: register, list and read models."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
+
+from searchsvc.catalog import service
+from searchsvc.catalog.repository import page
+from searchsvc.catalog.schemas import ModelCreate, ModelOut, ModelPage
+from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
+from searchsvc.responses import json_response
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut)
+def register_model(
+    body: ModelCreate,
+    read: ReadSessionDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: WriterDep,
+) -> JSONResponse:
+    """Register a model: built once (in this worker thread) for its inventory and weights hash.
+
+    The build runs before the write transaction begins, so it never holds the database.
+    """
+    spec = service.resolve_spec(
+        settings,
+        name=body.name,
+        image_size=body.image_size,
+        checkpoint=body.checkpoint,
+        seed=body.seed,
+    )
+    row, created = service.find_registered(read, spec=spec), False
+    if row is None:
+        row, created = service.save_model(session, row=service.build_row(spec))
+        session.flush()
+    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    headers = {"Location": f"/v1/models/{row.id}"}
+    return json_response(ModelOut.model_validate(row), code, headers)
+
+
+@router.get("", response_model=ModelPage)
+def list_models(
+    session: ReadSessionDep,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> ModelPage:
+    """Registered models, oldest first."""
+    rows, total = page(session, limit, offset)
+    items = [ModelOut.model_validate(r) for r in rows]
+    return ModelPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{model_id}", response_model=ModelOut)
+def get_model(model_id: int, session: ReadSessionDep) -> ModelOut:
+    """One model with its inventory summary (per-component counts, parameters, MACs)."""
+    return ModelOut.model_validate(service.get_model(session, model_id=model_id))

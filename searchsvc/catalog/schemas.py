@@ -1,0 +1,47 @@
+"""Request and response bodies of /v1/models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ModelCreate", "ModelOut", "ModelPage"]
+
+
+class ModelCreate(BaseModel):
+    """Register a model spec (see ``bitbudget models`` for the names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=64, examples=["sam2.1-hiera-tiny"])
+    image_size: int | None = Field(None, gt=0, examples=[512])
+    checkpoint: str | None = Field(None, description="path under BITBUDGET_CHECKPOINT_DIRS")
+    seed: int = Field(0, ge=0, description="seed of the random weights (no checkpoint)")
+
+
+class ModelOut(BaseModel):
+    """A registered model with its inventory summary."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    image_size: int
+    checkpoint: str | None
+    seed: int
+    weights_hash: str
+    random_weights: bool
+    num_params: int
+    summary: dict[str, Any]
+    created_at: datetime
+
+
+class ModelPage(BaseModel):
+    """One page of models."""
+
+    items: list[ModelOut]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,102 @@
+"""Request and response bodies of /v1/plans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from searchsvc.jobs.schemas import JobOut
+
+__all__ = ["Budget", "PlanCreate", "PlanOut", "PlanAccepted", "PlanPage", "MB", "GIGA"]
+
+MB = 1_000_000  # memory_mb is in megabytes of 10^6 bytes
+GIGA = 1_000_000_000  # bops_g is in 10^9 bit operations
+
+
+class Budget(BaseModel):
+    """At least one limit; ``latency_ms`` needs a ``hardware`` profile (solvers/hardware)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mb: float | None = Field(None, gt=0, description="stored size, MB (10^6 bytes)")
+    latency_ms: float | None = Field(None, gt=0, description="roofline latency on `hardware`")
+    hardware: str | None = Field(None, examples=["nvidia_t4"])
+    bops_g: float | None = Field(None, gt=0, description="bit operations, 10^9")
+    avg_bits: float | None = Field(None, ge=1, le=16, description="mean weight bits")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if all(v is None for v in (self.memory_mb, self.latency_ms, self.bops_g, self.avg_bits)):
+            raise ValueError("give at least one of memory_mb, latency_ms, bops_g, avg_bits")
+        if self.latency_ms is not None and not self.hardware:
+            raise ValueError("latency_ms needs a hardware profile (hardware, e.g. nvidia_t4)")
+        return self
+
+    def limits(self) -> dict[str, float | None]:
+        """The profiler's budget keys (memory_bytes, latency_ms, bops, avg_bits)."""
+        return {
+            "memory_bytes": None if self.memory_mb is None else self.memory_mb * MB,
+            "latency_ms": self.latency_ms,
+            "bops": None if self.bops_g is None else self.bops_g * GIGA,
+            "avg_bits": self.avg_bits,
+        }
+
+    def user_dict(self) -> dict[str, Any]:
+        """The budget as the user gave it (unset fields left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+class PlanCreate(BaseModel):
+    """Ask for a plan: a registered model, a budget, and optionally method / solver."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model_id: int = Field(..., ge=1)
+    budget: Budget
+    method: str | None = Field(None, description="the profile metric (default fisher_kl)")
+    solver: str | None = Field(None, description="cpsat, milp, dp, lagrangian or greedy")
+    validate_plan: bool = Field(False, alias="validate", description="validate against FP")
+    candidates: list[str] | None = Field(None, min_length=1, description="profile candidates")
+    images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+
+
+class PlanOut(BaseModel):
+    """A plan: ``plan`` is the solver's ``bitbudget.plan/v1`` document once solved."""
+
+    id: int
+    model_id: int
+    profile_id: int | None
+    status: str
+    method: str
+    solver: str
+    hardware: str | None
+    budget: dict[str, Any]
+    validate_plan: bool = Field(serialization_alias="validate")
+    validation_status: str
+    objective: float | None
+    totals: dict[str, Any]
+    usage: dict[str, float]
+    plan: dict[str, Any] | None
+    message: str
+    random_weights: bool
+    job_id: int | None
+    created_at: datetime
+    validation: dict[str, Any] | None = Field(None, description="the newest validation, if any")
+
+
+class PlanAccepted(BaseModel):
+    """A plan waiting on a profile, and the job that will solve it."""
+
+    plan: PlanOut
+    job: JobOut
+
+
+class PlanPage(BaseModel):
+    """One page of plans."""
+
+    items: list[PlanOut]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,356 @@
+"""Plans: solve a budget over a profile now when the profile exists, else queue profile -> solve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from searchsvc.catalog import repository as models
+from searchsvc.catalog.service import get_model
+from searchsvc.db.tables import JobRow, ModelRow, PlanRow
+from searchsvc.errors import BadInput, InfeasibleBudget, NotFound
+from searchsvc.jobs.service import create_job
+from searchsvc.plans import repository
+from searchsvc.plans.memo import SolveMemo
+from searchsvc.plans.schemas import GIGA, MB, Budget, PlanCreate, PlanOut
+from searchsvc.plans.validation import request_validation
+from searchsvc.profiles import repository as profiles
+from searchsvc.profiles.service import profile_request, request_profile
+from searchsvc.settings import Settings
+
+__all__ = [
+    "SOLVE",
+    "PlanResult",
+    "PlanDraft",
+    "draft_plan",
+    "create_plan",
+    "solve_queued",
+    "record_solution",
+    "get_plan",
+    "list_plans",
+    "plan_out",
+    "known_solvers",
+    "plan_methods",
+    "check_hardware",
+    "user_units",
+]
+
+SOLVE = "plans.solve"
+_CACHE_SIZE = 16
+
+
+@dataclass
+class PlanResult:
+    """What ``create_plan`` did: the plan, the job when it waits, whether it is new."""
+
+    plan: PlanRow
+    job: JobRow | None
+    created: bool
+
+
+def known_solvers() -> tuple[str, ...]:
+    """The solver backends by name."""
+    from solvers import BACKENDS
+
+    return tuple(BACKENDS)
+
+
+def plan_methods() -> tuple[str, ...]:
+    """Profile metrics that yield a plan by themselves (``synergy`` holds pair terms only)."""
+    from searchsvc.profiles.service import known_metrics
+
+    return tuple(m for m in known_metrics() if m != "synergy")
+
+
+def check_hardware(hardware: str | None) -> None:
+    """Refuse an unknown hardware profile, listing the shipped ones."""
+    if hardware is None:
+        return
+    from solvers.costs import hardware_profiles
+
+    known = hardware_profiles()
+    if hardware not in known:
+        raise BadInput(f"unknown hardware {hardware!r}; known: {', '.join(known)}")
+
+
+def _check(method: str, solver: str, hardware: str | None) -> None:
+    if method not in plan_methods():
+        raise BadInput(f"unknown method {method!r}; known: {', '.join(plan_methods())}")
+    if solver not in known_solvers():
+        raise BadInput(f"unknown solver {solver!r}; known: {', '.join(known_solvers())}")
+    check_hardware(hardware)
+
+
+def _request_key(profile_key: str, body: PlanCreate, method: str, solver: str) -> str:
+    doc = [profile_key, body.budget.user_dict(), method, solver]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+class _Documents:
+    """Parsed profiles and inventories by profile id (immutable once ready), LRU-bounded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, int, int], tuple[Any, dict[str, Any]]] = OrderedDict()
+
+    def get(
+        self, session: Session, settings: Settings, model_id: int, profile_id: int
+    ) -> tuple[Any, dict]:
+        from profiling.sensitivity import Profile
+
+        key = (settings.database, model_id, profile_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        row = profiles.get_with_doc(session, profile_id)
+        model = models.get_with_inventory(session, model_id)
+        if row is None or row.doc is None or model is None:
+            raise NotFound(f"profile {profile_id} or model {model_id} is gone")
+        value = (Profile.from_json(row.doc), model.inventory)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > _CACHE_SIZE:
+                self._items.popitem(last=False)
+        return value
+
+
+_documents = _Documents()
+_memo = SolveMemo(size=1024, slots=os.cpu_count() or 1)
+
+
+def user_units(values: dict[str, Any], numel: int) -> dict[str, float]:
+    """Problem resources in the budget's units: memory_mb, bops_g, latency_ms, avg_bits."""
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "memory_bytes":
+            out["memory_mb"] = round(float(value) / MB, 6)
+        elif key == "bops":
+            out["bops_g"] = round(float(value) / GIGA, 6)
+        elif key == "weight_bits" and numel:
+            out["avg_bits"] = round(float(value) / numel, 4)
+        elif key == "latency_ms":
+            out["latency_ms"] = round(float(value), 6)
+    return out
+
+
+def _weight_numel(inventory: dict[str, Any]) -> int:
+    return sum(int(x.get("weight_numel") or 0) for x in inventory["layers"])
+
+
+def _infeasible(solved: Any, numel: int) -> InfeasibleBudget:
+    """The 422: which budgets cannot be met and the least each resource can reach."""
+    explanation = solved.explanation or {}
+    least = user_units({k: v["least"] for k, v in explanation.items()}, numel)
+    asked = user_units({k: v["budget"] for k, v in explanation.items()}, numel)
+    over = [k for k in least if k in asked and least[k] > asked[k]]
+    parts = [f"{k} least achievable {least[k]:g} (budget {asked[k]:g})" for k in over or least]
+    head = "budget cannot be met: " if over else "budgets cannot all be met together: "
+    return InfeasibleBudget(head + "; ".join(parts), least={k: least[k] for k in over or least})
+
+
+def _solved(
+    session: Session,
+    settings: Settings,
+    *,
+    model_id: int,
+    profile_id: int,
+    request_key: str,
+    budget: dict[str, Any],
+    hardware: str | None,
+    solver: str,
+) -> Any:
+    """The solver's plan over a ready profile (memoised); an infeasible budget raises a 422."""
+    from profiling.sensitivity import problem_from_profile
+    from solvers import solve
+
+    profile, inventory = _documents.get(session, settings, model_id, profile_id)
+    limits = Budget.model_validate(budget).limits()
+
+    def compute() -> Any:
+        problem = problem_from_profile(profile, inventory, limits, hardware)
+        return solve(problem, solver, time_limit=settings.solve_time_limit_s)
+
+    try:
+        solved = _memo.get(request_key, compute)
+    except ValueError as exc:  # ProblemError, unsupported hardware/candidate combinations
+        raise BadInput(str(exc)) from None
+    if solved.status == "infeasible":
+        raise _infeasible(solved, _weight_numel(inventory))
+    return solved
+
+
+def _apply(plan: PlanRow, solved: Any) -> None:
+    plan.status, plan.doc, plan.objective = solved.status, solved.to_dict(), solved.objective
+    plan.totals, plan.message = dict(solved.totals), solved.message
+
+
+@dataclass
+class PlanDraft:
+    """A checked plan request, solved already when its profile is ready (nothing written yet)."""
+
+    body: PlanCreate
+    method: str
+    solver: str
+    model: ModelRow
+    request: Any
+    request_key: str
+    profile_id: int | None = None
+    earlier: PlanRow | None = None
+    solved: Any = None
+
+
+def draft_plan(session: Session, *, settings: Settings, body: PlanCreate) -> PlanDraft:
+    """Check a request and solve it when a matching profile is ready (reads only).
+
+    Solving happens here, outside the write transaction, so that a slow or waiting solve never
+    holds the database (on SQLite, the one write lock).
+    """
+    method = body.method or settings.default_metric
+    solver = body.solver or settings.default_solver
+    _check(method, solver, body.budget.hardware)
+    model = get_model(session, model_id=body.model_id)
+    request = profile_request(settings, model, method, body.candidates, body.images)
+    key = request.key(model.weights_hash)
+    draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
+    profile = profiles.by_key(session, key)
+    if profile is None or profile.status != "ready":
+        return draft
+    draft.profile_id = profile.id
+    earlier = repository.solved_by_request_key(session, draft.request_key)
+    if earlier is not None and earlier.validate == body.validate_plan:
+        draft.earlier = earlier
+        return draft
+    draft.solved = _solved(
+        session,
+        settings,
+        model_id=model.id,
+        profile_id=profile.id,
+        request_key=draft.request_key,
+        budget=body.budget.user_dict(),
+        hardware=body.budget.hardware,
+        solver=solver,
+    )
+    return draft
+
+
+def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> PlanResult:
+    """Store a drafted plan: solved (201), an earlier identical one (200), or queued (202)."""
+    if draft.earlier is not None:
+        return PlanResult(draft.earlier, None, False)
+    if draft.solved is not None:  # solved meanwhile by a concurrent identical request?
+        earlier = repository.solved_by_request_key(session, draft.request_key)
+        if earlier is not None and earlier.validate == draft.body.validate_plan:
+            return PlanResult(earlier, None, False)
+    body = draft.body
+    plan = PlanRow(
+        model_id=draft.model.id,
+        request_key=draft.request_key,
+        method=draft.method,
+        solver=draft.solver,
+        hardware=body.budget.hardware,
+        budget=body.budget.user_dict(),
+        validate=body.validate_plan,
+        status="pending",
+        totals={},
+    )
+    if draft.solved is not None:
+        plan.profile_id = draft.profile_id
+        _apply(plan, draft.solved)
+        session.add(plan)
+        session.flush()
+        request_validation(session, settings=settings, plan=plan)
+        return PlanResult(plan, None, True)
+    model = get_model(session, model_id=draft.model.id)
+    profile, profile_job = request_profile(
+        session, settings=settings, model=model, request=draft.request, direct=False
+    )
+    plan.profile_id = profile.id
+    session.add(plan)
+    session.flush()
+    job = create_job(
+        session, settings=settings, kind=SOLVE, params={"plan_id": plan.id}, parent=profile_job
+    )
+    plan.job_id, plan.message = job.id, "waiting for the profile"
+    return PlanResult(plan, job, True)
+
+
+def solve_queued(session: Session, *, settings: Settings, plan: PlanRow) -> Any:
+    """The solver's plan for a queued plan whose profile is now ready (reads only)."""
+    profile = profiles.get(session, plan.profile_id or 0)
+    if profile is None or profile.status != "ready":
+        state = "missing" if profile is None else profile.status
+        raise BadInput(f"plan {plan.id}: its profile is {state}, not ready")
+    return _solved(
+        session,
+        settings,
+        model_id=plan.model_id,
+        profile_id=profile.id,
+        request_key=plan.request_key,
+        budget=plan.budget,
+        hardware=plan.hardware,
+        solver=plan.solver,
+    )
+
+
+def record_solution(
+    session: Session, *, settings: Settings, plan: PlanRow, solved: Any | None, error: str = ""
+) -> None:
+    """Write a queued plan's outcome: the solution (then ask for validation), or infeasible."""
+    if solved is None:
+        plan.status, plan.message = "infeasible", error
+        return
+    _apply(plan, solved)
+    request_validation(session, settings=settings, plan=plan)
+
+
+def get_plan(session: Session, *, plan_id: int) -> PlanRow:
+    """A plan row, or NotFound."""
+    plan = repository.get(session, plan_id)
+    if plan is None:
+        raise NotFound(f"plan {plan_id} does not exist")
+    return plan
+
+
+def list_plans(
+    session: Session, *, model_id: int | None, limit: int, offset: int
+) -> tuple[list[PlanRow], int]:
+    """A page of plans, optionally of one model."""
+    rows, total = repository.page(session, model_id=model_id, limit=limit, offset=offset)
+    return list(rows), total
+
+
+def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
+    """The plan resource; ``usage`` gives the totals in the budget's units."""
+    numel = int(model.summary.get("weight_numel", 0))
+    totals = dict(plan.totals or {})
+    return PlanOut(
+        id=plan.id,
+        model_id=plan.model_id,
+        profile_id=plan.profile_id,
+        status=plan.status,
+        method=plan.method,
+        solver=plan.solver,
+        hardware=plan.hardware,
+        budget=plan.budget,
+        validate_plan=plan.validate,
+        validation_status=plan.validation_status,
+        objective=plan.objective,
+        totals=totals,
+        usage=user_units(totals, numel),
+        plan=plan.doc,
+        message=plan.message,
+        random_weights=model.random_weights,
+        job_id=plan.job_id,
+        created_at=plan.created_at,
+        validation=None,
+    )

@@ -1,0 +1,1 @@
+"""Sensitivity profiles: requested through the API, computed by ``profiling.run_profile``."""

@@ -1,0 +1,123 @@
+"""Helpers of the service tests: run the real API (``bitbudget serve``) and real Celery workers
+(``bitbudget worker``) as subprocesses, and follow jobs over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(data_dir: Path, **settings: Any) -> dict[str, str]:
+    """The environment of a service subprocess: BITBUDGET_* settings, no inherited ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBUDGET_")}
+    env |= {"BITBUDGET_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    for key, value in settings.items():
+        env[f"BITBUDGET_{key.upper()}"] = str(value)
+    return env
+
+
+class Proc:
+    """A subprocess with its output in a log file (read on failure)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._fh = open(log, "w")  # noqa: SIM115  (closed in stop)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "searchsvc.cli", *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            cwd=str(log.parent),
+        )
+
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a machine dies."""
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._fh.close()
+
+
+class Server(Proc):
+    """``bitbudget serve`` on a free port; ``client`` talks to it over HTTP."""
+
+    def __init__(self, env: dict[str, str], log: Path, *extra: str) -> None:
+        self.port = free_port()
+        super().__init__(["serve", "--port", str(self.port), *extra], env, log)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Block until /healthz answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server did not start:\n{self.output()}")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTP client, with a bearer token when given."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=120)
+
+
+class Worker(Proc):
+    """``bitbudget worker`` (Celery, solo pool); ``wait_ready`` blocks until it consumes."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        super().__init__(["worker", "--pool", "solo", "--loglevel", "info"], env, log)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Block until Celery says it is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.output()}")
+            if " ready." in self.output():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker did not start:\n{self.output()}")
+
+
+def wait_job(client: httpx.Client, job_id: int, timeout: float = 240) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until it ends; returns the final job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
