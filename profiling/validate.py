@@ -1,0 +1,214 @@
+"""Validate a plan: apply it, measure its fidelity on held-out images, pack it, weigh the file.
+
+The validation document (``bitbudget.validation/v1``) holds the fidelity metrics of
+``profiling.evaluate`` on the held-out split, the artifact's measured tensor bytes beside the
+plan's predicted ``memory_bytes`` (they must agree within ``SIZE_TOLERANCE``), the budget check,
+the plan's predicted loss (its objective) beside the measured fidelity, ``passed`` with the
+reasons it failed, and ``random_weights``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from profiling.calibration import CalibrationSet, load_source, make_sets
+from profiling.errors import BadInput
+from profiling.evaluate import measure_fidelity
+from profiling.models import LoadedModel, ModelSpec, build_model
+from profiling.models.adapter import TaskAdapter
+
+__all__ = [
+    "VALIDATION_FORMAT",
+    "SIZE_TOLERANCE",
+    "DataSpec",
+    "check_plan_doc",
+    "priced_plan",
+    "size_checks",
+    "validate_plan",
+    "run_validation",
+]
+
+VALIDATION_FORMAT = "bitbudget.validation/v1"
+SIZE_TOLERANCE = 0.005  # measured artifact bytes vs the plan's prediction (header aside)
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which images calibrate the quantizers and which held-out ones measure the fidelity."""
+
+    source: str = "shipped"
+    images: int = 8
+    holdout: int = 4
+    n_points: int = 2
+    n_boxes: int = 2
+    seed: int = 0
+
+    def sets(self) -> tuple[CalibrationSet, CalibrationSet]:
+        """(calibration, held-out), split exactly as the profiler splits them."""
+        return make_sets(
+            load_source(self.source),
+            holdout=self.holdout,
+            n_calib=self.images,
+            n_points=self.n_points,
+            n_boxes=self.n_boxes,
+            seed=self.seed,
+        )
+
+
+def check_plan_doc(plan: Any) -> Mapping[str, Any]:
+    """Refuse what cannot be validated: not a plan object, no choices, an unsolved status."""
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("choices"), Mapping):
+        raise BadInput("plan: expected a bitbudget.plan/v1 object with choices {layer: 'w4a8'}")
+    if plan.get("status") in ("infeasible", "unknown"):
+        raise BadInput(f"plan: status is {plan['status']!r}; there is no plan to validate")
+    totals = plan.get("totals") or {}
+    if not isinstance(totals, Mapping):
+        raise BadInput("plan: totals: expected an object")
+    return plan
+
+
+def priced_plan(inventory: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, Any]:
+    """A plan document for ``choices`` priced as the solvers price it (``solvers.costs``)."""
+    from profiling.sensitivity.problem import layer_descs
+    from solvers.costs import cost_table
+    from solvers.sizes import float_bytes
+
+    descs = layer_descs(dict(inventory))
+    unknown = sorted(set(choices) - set(descs))
+    if unknown:
+        raise BadInput(f"plan: {unknown[0]!r} is not a weight layer of this model")
+    costs = cost_table([descs[n] for n in choices], sorted(set(choices.values())))
+    weights = sum(x["params"] for x in inventory["layers"] if x.get("weight_numel"))
+    memory = float(float_bytes(inventory["total_params"] - weights))
+    for name, desc in descs.items():
+        if name in choices:
+            memory += costs[name][choices[name]]["memory_bytes"]
+        else:  # a layer the plan does not name stays in float
+            memory += float_bytes(desc.numel + desc.bias_numel)
+    totals = {"memory_bytes": float(memory)}
+    return {"format": "bitbudget.plan/v1", "status": "feasible", "choices": dict(choices)} | {
+        "objective": None,
+        "totals": totals,
+    }
+
+
+def size_checks(
+    measured: int, predicted: float, budget_bytes: float | None, tolerance: float = SIZE_TOLERANCE
+) -> tuple[dict[str, Any], list[str]]:
+    """The size section of a validation and the reasons it fails (empty when it passes)."""
+    rel = abs(measured - predicted) / predicted if predicted > 0 else float("inf")
+    size = {
+        "measured_bytes": int(measured),
+        "predicted_bytes": float(predicted),
+        "relative_error": rel,
+        "tolerance": tolerance,
+        "budget_bytes": None if budget_bytes is None else float(budget_bytes),
+    }
+    reasons = []
+    if rel > tolerance:
+        reasons.append(
+            f"artifact holds {measured} B, {100 * rel:.3f} % away from the plan's predicted "
+            f"{predicted:.0f} B (tolerance {100 * tolerance:.2f} %)"
+        )
+    if budget_bytes is not None and measured > budget_bytes:
+        reasons.append(f"artifact holds {measured} B, over the budget of {budget_bytes:.0f} B")
+    return size, reasons
+
+
+def _artifact(qmodel: Any, qplan: Any, loaded: LoadedModel, path: Path) -> tuple[int, int]:
+    """Pack atomically (temp file, then rename); returns (tensor bytes, file bytes)."""
+    from profiling.quant.pack import save_artifact
+
+    info = {
+        "name": loaded.spec.name,
+        "image_size": loaded.spec.size,
+        "weights_hash": loaded.weights_hash,
+        "random_weights": loaded.random_weights,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    measured = save_artifact(qmodel, qplan, tmp, model_info=info)
+    os.replace(tmp, path)
+    return measured, path.stat().st_size
+
+
+def validate_plan(
+    loaded: LoadedModel,
+    plan: Mapping[str, Any],
+    calib: CalibrationSet,
+    heldout: CalibrationSet,
+    artifact: Path | str,
+    budget_bytes: float | None = None,
+    multimask: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The validation document of ``plan`` (a ``bitbudget.plan/v1`` doc) on ``loaded``."""
+    from profiling.quant.apply import apply_plan, report_of
+    from profiling.quant.pack import predict_bytes
+    from profiling.quant.plan import plan_from_json
+
+    started = time.perf_counter()
+    say = progress or (lambda f, m: None)
+    plan = check_plan_doc(plan)
+    qplan = plan_from_json(plan)
+    say(0.05, "applying the plan (calibrating quantizers)")
+    qmodel = apply_plan(loaded, qplan, calib)
+    say(0.45, "measuring fidelity on the held-out images")
+    quant = LoadedModel(loaded.spec, qmodel, loaded.weights_hash)
+    fid = measure_fidelity(
+        TaskAdapter(loaded, multimask), TaskAdapter(quant, multimask), heldout.samples
+    )
+    say(0.85, "packing the artifact")
+    measured, file_bytes = _artifact(qmodel, qplan, loaded, Path(artifact))
+    packer = predict_bytes(loaded.module, qplan)
+    predicted = (plan.get("totals") or {}).get("memory_bytes")
+    size, reasons = size_checks(measured, float(predicted or packer), budget_bytes)
+    size |= {"file_bytes": file_bytes, "packer_predicted_bytes": packer}
+    size["predicted_from"] = "plan" if predicted else "packer"
+    return {
+        "format": VALIDATION_FORMAT,
+        "model": {"name": loaded.spec.name, "image_size": loaded.spec.size},
+        "random_weights": loaded.random_weights,
+        "plan": {
+            "status": plan.get("status"),
+            "layers": len(qplan.specs),
+            "predicted_loss": plan.get("objective"),
+        },
+        "metrics": fid.to_dict(),
+        "size": size,
+        "passed": not reasons,
+        "reasons": reasons,
+        "data": {
+            "calibration": [s.image.name for s in calib.samples],
+            "heldout": [s.image.name for s in heldout.samples],
+            "key": heldout.key,
+        },
+        "quantization": report_of(qmodel).to_dict() | {"multimask": multimask},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def run_validation(
+    plan: Mapping[str, Any],
+    model: ModelSpec | LoadedModel,
+    artifact: Path | str,
+    data: DataSpec | None = None,
+    budget_bytes: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Build the model (unless given) and the data split, then ``validate_plan``."""
+    check_plan_doc(plan)
+    if budget_bytes is None:
+        budget_bytes = (plan.get("budget") or {}).get("memory_bytes")
+    loaded = model if isinstance(model, LoadedModel) else build_model(model)
+    calib, heldout = (data or DataSpec()).sets()
+    return validate_plan(
+        loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress
+    )

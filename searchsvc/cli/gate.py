@@ -1,0 +1,276 @@
+"""``bitbudget validate`` and ``bitbudget gate``: validate a plan, and fail a build on its checks.
+
+A plan is a ``bitbudget.plan/v1`` file validated here (``--model`` names the model unless the
+file does), a ``bitbudget.validation/v1`` file used as it is, or ``--plan-id`` on a server
+(validated there when it was not yet). Gate exit codes: 0 every check passes, 1 a check fails,
+2 malformed input or a validation that could not run (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.table import Table
+
+from searchsvc.cli.common import console, err_console, print_json, random_weights_note
+
+__all__ = ["register", "EXIT_PASS", "EXIT_FAIL", "EXIT_INPUT"]
+
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+VALIDATION_FORMAT = "bitbudget.validation/v1"
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, exit 2."""
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    raise typer.Exit(EXIT_INPUT)
+
+
+def _float(name: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        _fail(f"{name}: expected a number, got {text!r}")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})")
+    if not isinstance(doc, dict):
+        _fail(f"{path}: expected a JSON object (a plan or a validation)")
+    return doc
+
+
+def _model_spec(plan: dict[str, Any], model: str | None, image_size: int | None) -> Any:
+    from profiling.models import ModelSpec
+
+    named = plan.get("model")
+    if model is None and isinstance(named, dict):
+        model, image_size = named.get("name"), image_size or named.get("image_size")
+    elif model is None and isinstance(named, str):
+        model = named
+    if not model:
+        _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
+    return ModelSpec(str(model), image_size=image_size)
+
+
+def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """A validation document: the file itself, or the plan in it validated here."""
+    from profiling.errors import BitbudgetError
+
+    doc = _read(path)
+    if doc.get("format") == VALIDATION_FORMAT:
+        return doc
+    if not (opts["model"] or doc.get("model")):
+        _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
+    from profiling.validate import DataSpec, run_validation  # torch: only when validating
+
+    try:
+        spec = _model_spec(doc, opts["model"], opts["image_size"])
+        data = DataSpec(source=opts["source"], images=opts["images"], holdout=opts["holdout"])
+        with tempfile.TemporaryDirectory() as tmp, err_console.status("validating") as status:
+            art = opts["artifact"] or Path(tmp) / "plan.safetensors"
+            return run_validation(
+                doc, spec, art, data, progress=lambda f, m: status.update(f"{f:4.0%} {m}")
+            )
+    except (BitbudgetError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _client(server: str, token: str | None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=60)
+
+
+def _call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
+    """One request; a transport error or a 4xx/5xx ends with its message (exit 2)."""
+    import httpx
+
+    try:
+        r = client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {client.base_url}: {exc}")
+    if r.status_code >= 400:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:200]
+        _fail(f"{method} {url}: HTTP {r.status_code}: {message}")
+    return r.json()
+
+
+def _remote(plan_id: int, server: str, token: str | None, timeout: float) -> dict[str, Any]:
+    """The plan's finished validation on ``server``, asking for one and waiting when needed."""
+    with _client(server, token) as client:
+        current = _call(client, "GET", f"/v1/plans/{plan_id}").get("validation")
+        if current is None or current["status"] == "error":
+            queued = _call(client, "POST", f"/v1/plans/{plan_id}/validate")
+            current = queued["validation"]
+        deadline = time.monotonic() + timeout
+        with err_console.status(f"validating plan {plan_id} on {server}"):
+            while current["status"] in ("pending", "running"):
+                if time.monotonic() > deadline:
+                    _fail(
+                        f"plan {plan_id}: validation still {current['status']} after {timeout:g} s"
+                    )
+                time.sleep(1.0)
+                current = _call(client, "GET", f"/v1/plans/{plan_id}/validation")
+    if current["status"] == "error":
+        _fail(f"plan {plan_id}: validation failed to run: {current.get('error')}")
+    return dict(current["validation"])
+
+
+def _source(plan: Path | None, plan_id: int | None, server: str | None) -> None:
+    if (plan is None) == (plan_id is None):
+        _fail("give exactly one of PLAN.json (--plan) or --plan-id")
+    if plan_id is not None and not server:
+        _fail("--plan-id needs --server URL (or BITBUDGET_SERVER)")
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _table(doc: dict[str, Any]) -> Table:
+    m, size, plan = doc.get("metrics", {}), doc.get("size", {}), doc.get("plan", {})
+    model = doc.get("model", {})
+    verdict = "PASSED" if doc.get("passed") else "FAILED"
+    table = Table(
+        title=f"validation of {model.get('name')} at {model.get('image_size')} px: {verdict}"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("mask IoU vs float (mean)", _fmt(m.get("iou"))),
+        ("mask IoU vs float (worst)", _fmt(m.get("iou_min"))),
+        ("mask-logit KL (per pixel)", _fmt(m.get("kl"), ".4g")),
+        ("IoU-head |Δ| (mean)", _fmt(m.get("iou_head_mae"), ".4g")),
+        ("IoU-head argmax agreement", _fmt(m.get("iou_head_argmax"))),
+        (
+            "GT mIoU float / quantized",
+            f"{_fmt(m.get('gt_miou_float'))} / {_fmt(m.get('gt_miou_quant'))}",
+        ),
+        ("held-out images / masks", f"{m.get('images')} / {m.get('masks')}"),
+        ("predicted loss (objective)", _fmt(plan.get("predicted_loss"), ".4g")),
+        ("artifact tensor bytes", f"{size.get('measured_bytes', 0):,}"),
+        (
+            "predicted bytes",
+            f"{size.get('predicted_bytes', 0):,.0f} ({size.get('predicted_from')})",
+        ),
+        ("size difference", f"{100 * size.get('relative_error', 0):.3f} %"),
+        ("artifact file bytes", f"{size.get('file_bytes', 0):,}"),
+        (
+            "budget bytes",
+            "—" if size.get("budget_bytes") is None else f"{size['budget_bytes']:,.0f}",
+        ),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def validate_cmd(
+    plan: Path = typer.Argument(None, help="plan JSON (bitbudget.plan/v1) or a validation JSON"),
+    plan_id: int = typer.Option(None, "--plan-id", help="a plan on --server"),
+    server: str = typer.Option(None, "--server", envvar="BITBUDGET_SERVER", help="service URL"),
+    token: str = typer.Option(None, "--token", envvar="BITBUDGET_TOKEN", help="bearer token"),
+    model: str = typer.Option(None, "--model", help="model name (default: the plan's)"),
+    image_size: int = typer.Option(None, "--image-size"),
+    images: int = typer.Option(8, "--images", help="calibration images"),
+    holdout: int = typer.Option(4, "--holdout", help="held-out images measured"),
+    source: str = typer.Option("shipped", "--source", help="shipped | IMAGE_FOLDER | COCO.json"),
+    artifact: Path = typer.Option(None, "--artifact", help="keep the packed file here"),
+    out: Path = typer.Option(None, "--out", help="also write the validation JSON here"),
+    as_json: bool = typer.Option(False, "--json", help="print the validation JSON"),
+    timeout: float = typer.Option(1800, "--timeout", help="seconds to wait for the server"),
+) -> None:
+    """Validate a plan against the float model and print its fidelity and size."""
+    _source(plan, plan_id, server)
+    if plan is not None:
+        opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
+        doc = _local(plan, opts | {"source": source, "artifact": artifact})
+    else:
+        doc = _remote(plan_id, server, token, timeout)
+    if out is not None:
+        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(doc)
+        return
+    console.print(_table(doc))
+    for reason in doc.get("reasons", []):
+        console.print(f"[red]reason:[/] {reason}", highlight=False)
+    random_weights_note(bool(doc.get("random_weights")))
+
+
+def gate_cmd(
+    plan: Path = typer.Option(None, "--plan", help="plan JSON, or a validation JSON"),
+    plan_id: int = typer.Option(None, "--plan-id", help="a plan on --server"),
+    server: str = typer.Option(None, "--server", envvar="BITBUDGET_SERVER", help="service URL"),
+    token: str = typer.Option(None, "--token", envvar="BITBUDGET_TOKEN", help="bearer token"),
+    max_size_mb: str = typer.Option(None, "--max-size-mb", help="artifact tensor MB (10^6 B)"),
+    min_iou: str = typer.Option(None, "--min-iou", help="least mean mask IoU against float"),
+    max_kl: str = typer.Option(None, "--max-kl", help="largest mean mask-logit KL"),
+    junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report here"),
+    model: str = typer.Option(None, "--model", help="model name (default: the plan's)"),
+    image_size: int = typer.Option(None, "--image-size"),
+    images: int = typer.Option(8, "--images", help="calibration images"),
+    holdout: int = typer.Option(4, "--holdout", help="held-out images measured"),
+    source: str = typer.Option("shipped", "--source", help="shipped | IMAGE_FOLDER | COCO.json"),
+    timeout: float = typer.Option(1800, "--timeout", help="seconds to wait for the server"),
+) -> None:
+    """Exit 0 when the plan meets every limit, 1 when one fails, 2 on malformed input."""
+    from profiling.errors import BitbudgetError
+    from searchsvc.validation.gate import Check, GateLimits, gate_checks, junit_xml
+
+    _source(plan, plan_id, server)
+    size = _float("--max-size-mb", max_size_mb)
+    if size is None:
+        _fail("--max-size-mb is required (the artifact's size limit in MB)")
+    try:
+        limits = GateLimits(size, _float("--min-iou", min_iou), _float("--max-kl", max_kl))
+    except BitbudgetError as exc:
+        _fail(str(exc))
+    if plan is not None:
+        opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
+        doc = _local(plan, opts | {"source": source, "artifact": None})
+        try:
+            checks = gate_checks(doc, limits)
+        except BitbudgetError as exc:
+            _fail(f"{plan}: {exc}")
+    else:
+        _remote(plan_id, server, token, timeout)
+        body = {"plan_id": plan_id, "max_size_mb": limits.max_size_mb}
+        body |= {"min_iou": limits.min_iou, "max_kl": limits.max_kl}
+        with _client(server, token) as client:
+            out = _call(client, "POST", "/v1/gate", json=body)
+        checks = [Check(**c) for c in out["checks"]]
+        doc = {"random_weights": out.get("random_weights")}
+    for check in checks:
+        sys.stdout.write(check.line + "\n")
+    if junit is not None:
+        props = {"random_weights": doc.get("random_weights"), "plan": str(plan or plan_id)}
+        junit.write_text(junit_xml(checks, props), encoding="utf-8")
+    if doc.get("random_weights"):
+        sys.stderr.write("note: random_weights: true (seeded random weights, not a checkpoint)\n")
+    raise typer.Exit(EXIT_PASS if all(c.passed for c in checks) else EXIT_FAIL)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate`` and ``gate`` to the ``bitbudget`` app."""
+    app.command("validate")(validate_cmd)
+    app.command("gate")(gate_cmd)

@@ -1,0 +1,1 @@
+"""Plan validation (``plans.validate``), packed-artifact downloads and the CI gate."""

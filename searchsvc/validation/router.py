@@ -1,0 +1,82 @@
+"""Validation of plans, their packed artifacts, and the CI gate over HTTP."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import FileResponse, JSONResponse
+
+from searchsvc.deps import SessionDep, SettingsDep, WriterDep
+from searchsvc.errors import NotFound
+from searchsvc.jobs.service import is_active, job_out
+from searchsvc.validation import repository, service
+from searchsvc.validation.gate import Check, junit_xml
+from searchsvc.validation.schemas import GateOut, GateRequest, ValidationAccepted, ValidationOut
+
+router = APIRouter(tags=["validation"])
+
+
+@router.post(
+    "/v1/plans/{plan_id}/validate",
+    response_model=ValidationAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": ValidationAccepted, "description": "validated before"}},
+)
+def validate_plan(
+    plan_id: int, session: SessionDep, settings: SettingsDep, _: WriterDep
+) -> ValidationAccepted | JSONResponse:
+    """Queue the validation of a solved plan (202), or return the finished one (200)."""
+    row, job = service.queue_validation(session, settings=settings, plan_id=plan_id)
+    session.flush()
+    out = ValidationAccepted(
+        validation=service.validation_out(session, row),
+        job=None if job is None else job_out(session, job),
+    )
+    if row.status in service.DONE or not is_active(job):
+        return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    return out
+
+
+@router.get("/v1/plans/{plan_id}/validation", response_model=ValidationOut)
+def get_validation(plan_id: int, session: SessionDep) -> ValidationOut:
+    """The newest validation of a plan."""
+    row = repository.latest_for_plan(session, plan_id)
+    if row is None:
+        raise NotFound(f"plan {plan_id} has no validation; POST /v1/plans/{plan_id}/validate")
+    return service.validation_out(session, row)
+
+
+@router.get(
+    "/v1/plans/{plan_id}/artifact",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_artifact(plan_id: int, session: SessionDep) -> FileResponse:
+    """The packed safetensors file of a validated plan."""
+    path, art = service.artifact_file(session, plan_id=plan_id)
+    headers = {"X-Bitbudget-Sha256": art.sha256 or ""}
+    measured = (art.doc or {}).get("measured_bytes")
+    if measured is not None:
+        headers["X-Bitbudget-Tensor-Bytes"] = str(measured)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=f"plan-{plan_id}.safetensors",
+        headers=headers,
+    )
+
+
+@router.post("/v1/gate", response_model=GateOut)
+def gate(
+    body: GateRequest,
+    session: SessionDep,
+    fmt: Literal["json", "junit"] = Query("json", alias="format"),
+) -> GateOut | Response:
+    """Check a validation against size and fidelity limits; ``?format=junit`` gives JUnit XML."""
+    out = service.gate(session, body=body)
+    if fmt == "junit":
+        checks = [Check(**c.model_dump()) for c in out.checks]
+        xml = junit_xml(checks, {"plan_id": body.plan_id, "random_weights": out.random_weights})
+        return Response(xml, media_type="application/xml")
+    return out

@@ -1,0 +1,224 @@
+"""Validations of plans: queue them, store their results and packed files, serve them, gate them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from searchsvc.catalog import repository as models
+from searchsvc.catalog.service import spec_of
+from searchsvc.db.tables import ArtifactRow, JobRow, PlanRow, ValidationRow
+from searchsvc.errors import BadInput, Conflict, NotFound, Unavailable
+from searchsvc.jobs import repository as jobs
+from searchsvc.plans import repository as plans
+from searchsvc.plans.schemas import Budget
+from searchsvc.plans.validation import VALIDATE, request_validation
+from searchsvc.profiles import repository as profiles
+from searchsvc.settings import Settings
+from searchsvc.validation import repository
+from searchsvc.validation.gate import GateLimits, gate_checks
+from searchsvc.validation.schemas import ArtifactOut, CheckOut, GateOut, GateRequest, ValidationOut
+
+__all__ = [
+    "VALIDATE",
+    "DONE",
+    "artifact_key",
+    "artifact_path",
+    "validation_out",
+    "plan_validation",
+    "queue_validation",
+    "validation_inputs",
+    "start",
+    "store_result",
+    "mark_error",
+    "artifact_file",
+    "gate",
+]
+
+DONE = ("passed", "failed")  # a finished validation; ``error`` ones may be asked for again
+SOLVED = ("optimal", "feasible")
+
+
+def artifact_key(plan_id: int) -> str:
+    """The artifact row key of a plan's packed file."""
+    return f"plan:{plan_id}:packed"
+
+
+def artifact_path(settings: Settings, plan_id: int) -> Path:
+    """Where a plan's packed file is written."""
+    return settings.artifacts / "plans" / f"plan-{plan_id}.safetensors"
+
+
+def _artifact(session: Session, plan_id: int) -> ArtifactRow | None:
+    return repository.artifact_by_key(session, artifact_key(plan_id))
+
+
+def validation_out(session: Session, row: ValidationRow) -> ValidationOut:
+    """The validation resource, with its document once finished and its download link."""
+    doc = row.metrics or {}
+    finished = row.status in DONE
+    art = _artifact(session, row.plan_id) if finished else None
+    return ValidationOut(
+        id=row.id,
+        plan_id=row.plan_id,
+        status=row.status,
+        passed=bool(doc.get("passed")) if finished else None,
+        reasons=list(doc.get("reasons", [])) if finished else [],
+        error=doc.get("error") if row.status == "error" else None,
+        job_id=row.job_id,
+        validation=doc if finished else None,
+        artifact=None
+        if art is None
+        else ArtifactOut(
+            url=f"/v1/plans/{row.plan_id}/artifact", file_bytes=art.size_bytes, sha256=art.sha256
+        ),
+        created_at=row.created_at,
+    )
+
+
+def plan_validation(session: Session, *, plan_id: int) -> dict[str, Any] | None:
+    """The newest validation of a plan as JSON (what ``GET /v1/plans/{id}`` embeds)."""
+    row = repository.latest_for_plan(session, plan_id)
+    return None if row is None else validation_out(session, row).model_dump(mode="json")
+
+
+def _plan(session: Session, plan_id: int) -> PlanRow:
+    plan = plans.get(session, plan_id)
+    if plan is None:
+        raise NotFound(f"plan {plan_id} does not exist")
+    return plan
+
+
+def queue_validation(
+    session: Session, *, settings: Settings, plan_id: int
+) -> tuple[ValidationRow, JobRow | None]:
+    """The plan's current validation, or a newly queued one (with its job)."""
+    plan = _plan(session, plan_id)
+    if plan.status not in SOLVED:
+        raise Conflict(f"plan {plan_id} is {plan.status}; only a solved plan can be validated")
+    latest = repository.latest_for_plan(session, plan_id)
+    if latest is not None and latest.status != "error":
+        job = jobs.get(session, latest.job_id) if latest.job_id else None
+        return latest, job
+    plan.validate = True
+    job = request_validation(session, settings=settings, plan=plan)
+    if job is None:
+        raise Unavailable(f"plan {plan_id}: validation is {plan.validation_status}")
+    row = repository.latest_for_plan(session, plan_id)
+    assert row is not None
+    return row, job
+
+
+def validation_inputs(session: Session, *, settings: Settings, plan: PlanRow) -> dict[str, Any]:
+    """What the validation job needs: the plan document, model spec, data split and budget."""
+    from profiling.validate import DataSpec
+
+    model = models.get(session, plan.model_id)
+    if model is None:
+        raise NotFound(f"model {plan.model_id} of plan {plan.id} was deleted")
+    if plan.doc is None or plan.status not in SOLVED:
+        raise BadInput(f"plan {plan.id} is {plan.status}; there is nothing to validate")
+    profile = profiles.get(session, plan.profile_id) if plan.profile_id else None
+    data = DataSpec(
+        source=profile.source if profile else settings.calibration_source,
+        images=profile.images if profile else settings.default_images,
+        seed=profile.seed if profile else 0,
+    )
+    budget = Budget.model_validate(plan.budget).limits()["memory_bytes"]
+    return {"plan": plan.doc, "spec": spec_of(model), "data": data, "budget_bytes": budget}
+
+
+def start(session: Session, *, validation_id: int) -> tuple[ValidationRow, PlanRow] | None:
+    """Mark a validation running; None when it is already finished (the job ran before)."""
+    row = repository.get(session, validation_id)
+    if row is None:
+        raise NotFound(f"validation {validation_id} was deleted")
+    if row.status in DONE:
+        return None
+    plan = _plan(session, row.plan_id)
+    row.status, plan.validation_status = "running", "running"
+    return row, plan
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_result(
+    session: Session, *, validation_id: int, doc: dict[str, Any], path: Path, job_id: int | None
+) -> ArtifactRow:
+    """Record a finished validation and (re)register the plan's packed file."""
+    row = repository.get(session, validation_id)
+    if row is None:
+        raise NotFound(f"validation {validation_id} was deleted")
+    plan = _plan(session, row.plan_id)
+    status = "passed" if doc["passed"] else "failed"
+    row.status, row.metrics, plan.validation_status = status, doc, status
+    art = _artifact(session, plan.id)
+    if art is None:
+        art = ArtifactRow(kind="packed", key=artifact_key(plan.id), plan_id=plan.id)
+        session.add(art)
+    art.model_id, art.path, art.job_id = plan.model_id, str(path), job_id
+    art.size_bytes, art.sha256 = path.stat().st_size, _sha256(path)
+    art.doc = {"measured_bytes": doc["size"]["measured_bytes"], "format": "bitbudget.artifact/v1"}
+    session.flush()
+    return art
+
+
+def mark_error(session: Session, *, validation_id: int, error: str) -> None:
+    """A validation whose job failed or was cancelled (it may be asked for again)."""
+    row = repository.get(session, validation_id)
+    if row is None or row.status in DONE:
+        return
+    row.status, row.metrics = "error", {"error": error}
+    plan = plans.get(session, row.plan_id)
+    if plan is not None:
+        plan.validation_status = "cancelled" if error == "cancelled" else "error"
+
+
+def artifact_file(session: Session, *, plan_id: int) -> tuple[Path, ArtifactRow]:
+    """The packed file of a validated plan, or a message saying how to get one."""
+    _plan(session, plan_id)
+    art = _artifact(session, plan_id)
+    if art is None or art.path is None:
+        latest = repository.latest_for_plan(session, plan_id)
+        if latest is not None and latest.status in ("pending", "running"):
+            raise Conflict(f"plan {plan_id} is being validated (job {latest.job_id}); retry later")
+        raise NotFound(
+            f"plan {plan_id} has no packed artifact yet; POST /v1/plans/{plan_id}/validate"
+        )
+    path = Path(art.path)
+    if not path.is_file():
+        raise NotFound(f"plan {plan_id}: its artifact file is gone; validate the plan again")
+    return path, art
+
+
+def gate(session: Session, *, body: GateRequest) -> GateOut:
+    """Check a stored or given validation against the limits of ``body``."""
+    limits = GateLimits(body.max_size_mb, body.min_iou, body.max_kl)
+    doc = body.validation
+    if body.plan_id is not None:
+        _plan(session, body.plan_id)
+        row = repository.latest_for_plan(session, body.plan_id)
+        if row is None or row.status == "error":
+            raise Conflict(
+                f"plan {body.plan_id} has no validation; POST /v1/plans/{body.plan_id}/validate"
+            )
+        if row.status not in DONE:
+            raise Conflict(f"plan {body.plan_id} is still being validated (job {row.job_id})")
+        doc = row.metrics
+    assert doc is not None
+    checks = gate_checks(doc, limits)
+    return GateOut(
+        passed=all(c.passed for c in checks),
+        checks=[CheckOut(**c.to_dict()) for c in checks],
+        plan_id=body.plan_id,
+        random_weights=doc.get("random_weights"),
+    )
