@@ -52,22 +52,13 @@ class ProfileRequest:
             "model": self.model.name,
             "image_size": self.model.size,
             "weights": weights_hash,
-            "metric": self.metric,
-            "candidates": list(self.candidates),
-            "images": self.images,
-            "source": self.source,
-            "holdout": self.holdout,
-            "n_points": self.n_points,
-            "n_boxes": self.n_boxes,
-            "seed": self.seed,
-            "options": self.options,
+            **self._settings(),
             "code": CODE_VERSION,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:20]
 
-    def to_dict(self) -> dict[str, Any]:
+    def _settings(self) -> dict[str, Any]:
         return {
-            "model": self.model.to_dict(),
             "metric": self.metric,
             "candidates": list(self.candidates),
             "images": self.images,
@@ -78,3 +69,6 @@ class ProfileRequest:
             "seed": self.seed,
             "options": self.options,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), **self._settings()}
