@@ -101,6 +101,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service app for ``settings`` (default: from the environment)."""
     from searchsvc.catalog.router import router as models_router
+    from searchsvc.dashboard.router import install as install_dashboard
     from searchsvc.health import router as health_router
     from searchsvc.jobs.router import router as jobs_router
     from searchsvc.pareto.router import router as pareto_router
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health_router,
     ):
         app.include_router(router)
+    install_dashboard(app)
     app.add_exception_handler(BitbudgetError, _bitbudget_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

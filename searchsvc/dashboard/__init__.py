@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages of models, Pareto fronts, plans and jobs."""

@@ -1,0 +1,308 @@
+"""/dashboard: server-rendered pages (Jinja2) over the same database as the API.
+
+Pages only read; writes (the budget form) go from the browser to ``POST /v1/plans`` with the
+bearer token the user entered once (kept in the tab's session storage). Errors are HTML pages
+with the right status, never JSON or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from searchsvc.dashboard import queries, views
+from searchsvc.deps import ReadSessionDep, SettingsDep
+from searchsvc.errors import BadInput, BitbudgetError, NotFound
+
+__all__ = ["router", "install", "templates", "STATIC_DIR", "TEMPLATE_DIR"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+TEMPLATE_DIR = HERE / "templates"
+MODELS_PER_PAGE = 20
+PLANS_PER_PAGE = 20
+JOBS_PER_PAGE = 30
+
+templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    """A number for people: significant digits, no float noise; '—' for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _mb(value: Any) -> str:
+    return "—" if value is None else f"{float(value) / 1e6:.3f} MB"
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "—"
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _budget(budget: dict[str, Any] | None) -> str:
+    units = {"memory_mb": "MB", "latency_ms": "ms", "bops_g": "G BOPs", "avg_bits": "avg bits"}
+    parts = [f"{_num(v)} {units.get(k, k)}" for k, v in (budget or {}).items() if k != "hardware"]
+    hw = (budget or {}).get("hardware")
+    return ", ".join(parts) + (f" on {hw}" if hw else "")
+
+
+templates.env.filters.update(num=_num, mb=_mb, ago=_ago, budget=_budget)
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    titles = {400: "Bad request", 404: "Not found", 409: "Conflict", 422: "Invalid request"}
+    context = {"status": status, "title": titles.get(status, "Error"), "message": message}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status)
+
+
+class _HtmlErrors(APIRoute):
+    """Dashboard routes answer errors with an HTML page of the right status."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except BitbudgetError as exc:
+                return _error_page(request, exc.http_status, str(exc))
+            except RequestValidationError as exc:
+                text = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+                    for e in exc.errors()
+                )
+                return _error_page(request, 404 if "path" in str(exc.errors()) else 400, text)
+            except Exception as exc:
+                log.exception("dashboard error on %s", request.url.path)
+                message = f"internal error ({type(exc).__name__}); the server log has the details"
+                return _error_page(request, 500, message)
+
+        return handler
+
+
+router = APIRouter(prefix="/dashboard", route_class=_HtmlErrors, include_in_schema=False)
+
+
+def _page_info(page: int, per_page: int, total: int) -> views.PageInfo:
+    info = views.PageInfo(page, per_page, total)
+    if page > info.pages:
+        raise NotFound(f"page {page} does not exist (there are {info.pages})")
+    return info
+
+
+@router.get("", name="dashboard_models")
+@router.get("/", include_in_schema=False)
+def models_page(request: Request, session: ReadSessionDep, page: int = Query(1, ge=1)) -> Response:
+    """Registered models: size, profiling state, plan counts and best plans."""
+    total = queries.models_page(session, limit=1, offset=0)[1]
+    info = _page_info(page, MODELS_PER_PAGE, total)
+    rows, _ = queries.models_page(session, limit=info.per_page, offset=info.offset)
+    cards = views.model_cards(session, list(rows))
+    context = {"cards": cards, "info": info, "nav": "models"}
+    return templates.TemplateResponse(request, "models.html", context)
+
+
+def _pick_profile(profiles: list[Any], wanted: int | None) -> tuple[Any | None, list[Any]]:
+    ready = [p for p in profiles if p.status == "ready"]
+    if wanted is None:
+        return (ready[0] if ready else None), ready
+    chosen = next((p for p in ready if p.id == wanted), None)
+    if chosen is None:
+        raise NotFound(f"profile {wanted} is not a ready profile of this model")
+    return chosen, ready
+
+
+@router.get("/models/{model_id}", name="dashboard_model")
+def model_page(
+    request: Request,
+    model_id: int,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    profile: int | None = Query(None, ge=1),
+    resource: str = Query("memory_bytes"),
+    hardware: str | None = Query(None),
+    y: str = Query("loss"),
+    page: int = Query(1, ge=1),
+) -> Response:
+    """The Pareto front, baselines, plans, and the budget form of one model."""
+    from searchsvc.catalog import repository as catalog
+    from searchsvc.plans.service import known_solvers, plan_methods
+    from solvers.costs import hardware_profiles
+
+    model = catalog.get(session, model_id)
+    if model is None:
+        raise NotFound(f"model {model_id} is not registered (see the model list)")
+    if resource not in views.RESOURCES:
+        raise BadInput(f"unknown resource {resource!r}; known: {', '.join(views.RESOURCES)}")
+    if y not in views.Y_METRICS:
+        raise BadInput(f"unknown y metric {y!r}; known: {', '.join(views.Y_METRICS)}")
+    hw_names = hardware_profiles()
+    hardware = hardware or None
+    if resource == "latency_ms" and hardware is None:
+        hardware = hw_names[0]
+    if hardware is not None and hardware not in hw_names:
+        raise BadInput(f"unknown hardware {hardware!r}; known: {', '.join(hw_names)}")
+    all_profiles = list(queries.profiles_of(session, model.id))
+    chosen, ready = _pick_profile(all_profiles, profile)
+    chart: dict[str, Any] | None = None
+    if chosen is not None:
+        hw = hardware if resource == "latency_ms" else None
+        front = views.front_view(session, settings, profile=chosen, resource=resource, hardware=hw)
+        points, any_validated = views.plan_points(
+            session, model_id=model.id, profile_id=chosen.id, resource=resource, hardware=hw
+        )
+        chart = {
+            "resource": resource,
+            "x_label": views.RESOURCES[resource][0] + (f" on {hw}" if hw else ""),
+            "y": y,
+            "y_label": views.Y_METRICS[y],
+            "front": front["front"],
+            "baselines": front["baselines"],
+            "plans": points,
+            "plan_url": str(request.url_for("dashboard_plan", plan_id=0)).removesuffix("0"),
+            "any_validated": any_validated,
+            "solver": front["solver"],
+        }
+    total = queries.plans_page(session, model_id=model.id, limit=1, offset=0)[1]
+    info = _page_info(page, PLANS_PER_PAGE, total)
+    plans, _ = queries.plans_page(
+        session, model_id=model.id, limit=info.per_page, offset=info.offset
+    )
+    candidates = chosen.candidates if chosen else settings.default_candidates
+    context = {
+        "nav": "models",
+        "model": model,
+        "profiles": all_profiles,
+        "ready": ready,
+        "chosen": chosen,
+        "chart": chart,
+        "resource": resource,
+        "hardware": hardware,
+        "hardware_names": hw_names,
+        "y": y,
+        "y_metrics": views.Y_METRICS,
+        "resources": views.RESOURCES,
+        "plans": plans,
+        "info": info,
+        "form": {
+            "candidates": ",".join(candidates),
+            "images": chosen.images if chosen else settings.default_images,
+            "method": chosen.metric if chosen else settings.default_metric,
+            "methods": plan_methods(),
+            "solver": settings.default_solver,
+            "solvers": known_solvers(),
+        },
+    }
+    return templates.TemplateResponse(request, "model.html", context)
+
+
+@router.get("/plans/{plan_id}", name="dashboard_plan")
+def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Response:
+    """The heatmap, size breakdown, validation and live job progress of one plan."""
+    from searchsvc.catalog import repository as catalog
+    from searchsvc.jobs import repository as jobs
+    from searchsvc.jobs.service import job_out
+    from searchsvc.plans import repository as plans
+    from searchsvc.validation.service import plan_validation
+
+    plan = plans.get(session, plan_id)
+    if plan is None:
+        raise NotFound(f"plan {plan_id} does not exist")
+    model = catalog.get_with_inventory(session, plan.model_id)
+    if model is None:
+        raise NotFound(f"model {plan.model_id} of plan {plan_id} is gone")
+    validation = plan_validation(session, plan_id=plan.id)
+    solved = plan.status in queries.SOLVED and plan.doc is not None
+    heatmap = views.plan_heatmap(plan, model.inventory) if solved else []
+    sizes = views.size_breakdown(plan, model.inventory) if solved else None
+    watch = []
+    for job_id, label in ((plan.job_id, "solve"), ((validation or {}).get("job_id"), "validate")):
+        job = jobs.get(session, job_id) if job_id else None
+        if job is not None:
+            watch.append({"label": label, "job": job_out(session, job).model_dump(mode="json")})
+    context = {
+        "nav": "models",
+        "plan": plan,
+        "model": model,
+        "heatmap": heatmap,
+        "cells": sum(len(g["cells"]) for g in heatmap),
+        "sizes": sizes,
+        "validation": views.validation_view(plan, validation),
+        "jobs": watch,
+        "usage": _usage(plan, model),
+    }
+    return templates.TemplateResponse(request, "plan.html", context)
+
+
+def _usage(plan: Any, model: Any) -> dict[str, float]:
+    from searchsvc.plans.service import user_units
+
+    return user_units(dict(plan.totals or {}), int(model.summary.get("weight_numel", 0)))
+
+
+@router.get("/jobs", name="dashboard_jobs")
+def jobs_page(
+    request: Request,
+    session: ReadSessionDep,
+    state: str | None = Query(None),
+    page: int = Query(1, ge=1),
+) -> Response:
+    """Recent jobs with state, progress and errors."""
+    from searchsvc.db.tables import JOB_STATES
+    from searchsvc.jobs.service import job_out
+
+    state = state or None
+    if state is not None and state not in JOB_STATES:
+        raise BadInput(f"unknown state {state!r}; known: {', '.join(JOB_STATES)}")
+    total = queries.jobs_page(session, state=state, limit=1, offset=0)[1]
+    info = _page_info(page, JOBS_PER_PAGE, total)
+    rows, _ = queries.jobs_page(session, state=state, limit=info.per_page, offset=info.offset)
+    context = {
+        "nav": "jobs",
+        "jobs": [job_out(session, j) for j in rows],
+        "state": state,
+        "states": JOB_STATES,
+        "info": info,
+    }
+    return templates.TemplateResponse(request, "jobs.html", context)
+
+
+@router.get("/{rest:path}", include_in_schema=False)
+def not_found(request: Request, rest: str) -> Response:
+    """Any other dashboard address: an HTML 404."""
+    return _error_page(request, 404, f"there is no dashboard page at /dashboard/{rest}")
+
+
+def install(app: FastAPI) -> None:
+    """Mount the static files (before the catch-all route) and the pages."""
+    app.mount("/dashboard/static", StaticFiles(directory=str(STATIC_DIR)), name="dashboard_static")
+    app.include_router(router)
