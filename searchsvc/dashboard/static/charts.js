@@ -23,8 +23,9 @@
     var span = hi - lo, step = Math.pow(10, Math.floor(Math.log10(span / count)));
     var err = span / count / step;
     if (err >= 7.5) step *= 10; else if (err >= 3.5) step *= 5; else if (err >= 1.5) step *= 2;
-    var start = Math.floor(lo / step) * step, ticks = [];
-    for (var t = start; t <= hi + step * 0.5; t += step) ticks.push(Number(t.toPrecision(12)));
+    var start = Math.floor(lo / step), end = Math.ceil(hi / step), ticks = [];
+    for (var i = start; i <= end; i++) ticks.push(Number((i * step).toPrecision(12)));
+    if (ticks.length < 2) ticks.push(Number(((end + 1) * step).toPrecision(12)));
     return ticks;
   }
 
