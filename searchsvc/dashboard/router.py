@@ -257,6 +257,7 @@ def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Respon
         "cells": sum(len(g["cells"]) for g in heatmap),
         "sizes": sizes,
         "validation": views.validation_view(plan, validation),
+        "refinement": views.refinement_view(plan, validation),
         "jobs": watch,
         "usage": _usage(plan, model),
     }

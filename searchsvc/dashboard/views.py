@@ -29,6 +29,7 @@ __all__ = [
     "plan_heatmap",
     "size_breakdown",
     "validation_view",
+    "refinement_view",
     "jf_of",
     "layer_groups",
 ]
@@ -493,7 +494,6 @@ def validation_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[st
     fidelity = [(k, v) for k, v in metrics.items() if v is not None]
     jf = jf_of(validation)
     video = validation.get("video") or doc.get("video")
-    refinement = validation.get("refinement") or doc.get("refinement")
     return {
         "status": validation.get("status"),
         "passed": validation.get("passed"),
@@ -505,13 +505,22 @@ def validation_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[st
         "iou": metrics.get("iou"),
         "jf": jf,
         "video": _flat(video) if isinstance(video, dict) else None,
-        "refinement": _before_after(refinement),
-        "refinement_flat": _flat(refinement) if isinstance(refinement, dict) else None,
         "artifact": validation.get("artifact"),
         "size": size,
         "random_weights": doc.get("random_weights"),
         "seconds": doc.get("seconds"),
     }
+
+
+def refinement_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A refinement section (e.g. LSC) wherever it is recorded: on the validation resource, in
+    its document, or in the plan document. Rows of before/after when it has them, else flat."""
+    doc = (validation or {}).get("validation") or {}
+    for found in ((validation or {}).get("refinement"), doc.get("refinement"),
+                  (plan.doc or {}).get("refinement")):  # fmt: skip
+        if isinstance(found, dict) and found:
+            return {"rows": _before_after(found), "flat": _flat(found)}
+    return None
 
 
 def _rel(err: Any, tol: Any) -> str:
