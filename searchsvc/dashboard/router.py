@@ -100,7 +100,8 @@ class _HtmlErrors(APIRoute):
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
                     for e in exc.errors()
                 )
-                return _error_page(request, 404 if "path" in str(exc.errors()) else 400, text)
+                path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
+                return _error_page(request, 404 if path else 422, text)
             except Exception as exc:
                 log.exception("dashboard error on %s", request.url.path)
                 message = f"internal error ({type(exc).__name__}); the server log has the details"
