@@ -152,6 +152,7 @@ def model_page(
     resource: str = Query("memory_bytes"),
     hardware: str | None = Query(None),
     y: str = Query("loss"),
+    logy: bool = Query(False),
     page: int = Query(1, ge=1),
 ) -> Response:
     """The Pareto front, baselines, plans, and the budget form of one model."""
@@ -186,6 +187,7 @@ def model_page(
             "x_label": views.RESOURCES[resource][0] + (f" on {hw}" if hw else ""),
             "y": y,
             "y_label": views.Y_METRICS[y],
+            "logy": logy,
             "front": front["front"],
             "baselines": front["baselines"],
             "plans": points,
@@ -210,6 +212,7 @@ def model_page(
         "hardware": hardware,
         "hardware_names": hw_names,
         "y": y,
+        "logy": logy,
         "y_metrics": views.Y_METRICS,
         "resources": views.RESOURCES,
         "plans": plans,

@@ -196,6 +196,10 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
         page.locator("svg.scatter .s-front .point").first.wait_for()
         assert "latency (ms) on nvidia_t4" in page.locator("#front-chart").inner_text()
         _shot(page, shots, "06-model-front-latency")
+        page.goto(f"{server.base}/dashboard/models/{model_id}?logy=true")
+        assert "(log scale)" in page.locator("#front-chart").inner_text()
+        assert page.locator("svg.scatter .s-front .point").count() == len(front["points"])
+        _shot(page, shots, "07-model-front-log")
         page.goto(f"{server.base}/dashboard/models/{model_id}?y=iou")
         assert page.locator("svg.scatter .s-valid .point").count() == 1
         assert page.locator("svg.scatter .s-front .point").count() == 0
@@ -204,7 +208,7 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
         page.goto(f"{server.base}/dashboard/jobs")
         states = page.locator("#jobs tr.job").evaluate_all("els => els.map(e => e.dataset.state)")
         assert len(states) >= 3 and set(states) == {"succeeded"}, states
-        _shot(page, shots, "07-jobs")
+        _shot(page, shots, "08-jobs")
 
         # models again: profiled, with its best plan
         page.goto(f"{server.base}/dashboard")

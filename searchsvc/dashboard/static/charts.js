@@ -64,7 +64,7 @@
     return el;
   }
 
-  /* opts: {xLabel, yLabel, series: [{name, cls, shape, line, points: [{x, y, tip, href}]}]} */
+  /* opts: {xLabel, yLabel, yTick?, series: [{name, cls, shape, line, points: [{x, y, tip, href}]}]} */
   function scatter(el, opts) {
     el.textContent = "";
     var all = [];
@@ -93,7 +93,8 @@
     });
     yt.forEach(function (t) {
       svgEl("line", { x1: m.l, x2: W - m.r, y1: sy(t), y2: sy(t) }, grid);
-      svgEl("text", { x: m.l - 6, y: sy(t) + 4, "text-anchor": "end" }, grid).textContent = fmt(t);
+      svgEl("text", { x: m.l - 6, y: sy(t) + 4, "text-anchor": "end" }, grid).textContent =
+        (opts.yTick || fmt)(t);
     });
     svgEl("text", { x: (m.l + W - m.r) / 2, y: H - 8, "text-anchor": "middle", class: "axis-label" },
       svg).textContent = opts.xLabel;

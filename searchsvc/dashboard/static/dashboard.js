@@ -163,8 +163,17 @@
     if (y === "loss") series.push({ name: "plans (predicted)", cls: "s-plan", shape: "circle", size: 6,
       points: predicted });
     series.push({ name: "plans (validated)", cls: "s-valid", shape: "diamond", size: 6, points: validated });
-    window.BBCharts.scatter(el, { xLabel: c.x_label, yLabel: c.y_label, series: series,
-      empty: "No validated plan of this profile has this metric yet." });
+    var opts = { xLabel: c.x_label, yLabel: c.y_label, series: series,
+      empty: "No validated plan of this profile has this metric yet." };
+    if (c.logy) {  /* log10 of y; points at or below zero cannot be drawn and are left out */
+      series.forEach(function (s) {
+        s.points = s.points.filter(function (p) { return p.y > 0; })
+          .map(function (p) { return Object.assign({}, p, { y: Math.log10(p.y) }); });
+      });
+      opts.yLabel += " (log scale)";
+      opts.yTick = function (t) { return fmt(Math.pow(10, t)); };
+    }
+    window.BBCharts.scatter(el, opts);
   }
 
   function setupHeatmap() {
