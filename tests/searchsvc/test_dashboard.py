@@ -118,9 +118,10 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
         first_state = progress.get_attribute("data-state")
         assert first_state in ("queued", "running"), first_state
         assert page.locator("#heatmap-pending").is_visible()
-        page.wait_for_function(  # the bar moves as the job reports progress
-            "() => { const f = document.querySelector('#job-progress .fill');"
-            " return f && parseFloat(f.style.width) > 0; }"
+        # the bar moves as the job reports progress (a locator wait survives the page's reload)
+        expect = pytest.importorskip("playwright.sync_api").expect
+        expect(page.locator("#job-progress .fill").first).not_to_have_attribute(
+            "style", re.compile(r"width: 0(\.0)?%"), timeout=90_000
         )
         _shot(page, shots, "03-plan-job-progress")
 
@@ -234,6 +235,7 @@ def test_dashboard_errors_are_html_pages(tmp_path: Path) -> None:
                 ("/dashboard/nowhere", 404, "no dashboard page at /dashboard/nowhere"),
                 ("/dashboard/jobs?state=sleeping", 422, "unknown state 'sleeping'"),
                 ("/dashboard?page=7", 404, "page 7 does not exist"),
+                ("/dashboard?page=first", 422, "page: Input should be a valid integer"),
             ):
                 r = web.get(path)
                 assert r.status_code == status, (path, r.text)

@@ -19,7 +19,7 @@ from searchsvc.db.tables import PlanRow
 from searchsvc.settings import Settings
 
 TOKEN = "bb_scale_" + "y" * 40
-PLANS = 2500
+PLANS = 1200
 
 
 @pytest.fixture
