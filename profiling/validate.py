@@ -4,7 +4,10 @@ The validation document (``bitbudget.validation/v1``) holds the fidelity metrics
 ``profiling.evaluate`` on the held-out split, the artifact's measured tensor bytes beside the
 plan's predicted ``memory_bytes`` (they must agree within ``SIZE_TOLERANCE``), the budget check,
 the plan's predicted loss (its objective) beside the measured fidelity, ``passed`` with the
-reasons it failed, and ``random_weights``.
+reasons it failed, and ``random_weights``. Asked for (``VideoSpec``), a SAM2 plan is also tracked
+over clips and the document gains ``video``: the ``bitbudget.video_validation/v1`` document of
+``profiling.video.video_validation`` (J&F against the float model and against ground truth,
+memory-bank costs of the plan's ``memory_policy``); see docs/video.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "VALIDATION_FORMAT",
     "SIZE_TOLERANCE",
     "DataSpec",
+    "VideoSpec",
     "check_plan_doc",
     "priced_plan",
     "size_checks",
@@ -60,6 +64,63 @@ class DataSpec:
             n_boxes=self.n_boxes,
             seed=self.seed,
         )
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """Which clips a video validation tracks: ``clips`` synthetic clips of ``frames`` frames made
+    from the shipped photographs (seeded), or the first ``clips`` videos of a DAVIS / SA-V
+    ``folder``; ``policy`` overrides the plan's ``memory_policy`` (FIFO when neither names one)."""
+
+    clips: int = 2
+    frames: int = 6
+    seed: int = 0
+    folder: str | None = None
+    policy: str | Mapping[str, Any] | None = None
+    prompt: str = "box"
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> VideoSpec:
+        """From a request's options (unknown keys refused)."""
+        known = {"clips", "frames", "seed", "folder", "policy", "prompt"}
+        extra = sorted(set(doc) - known)
+        if extra:
+            raise BadInput(f"video: unknown option {extra[0]!r}; known: {', '.join(sorted(known))}")
+        spec = cls(**{k: v for k, v in doc.items() if v is not None})
+        if not (isinstance(spec.clips, int) and isinstance(spec.frames, int)):
+            raise BadInput("video: clips and frames must be integers")
+        if spec.clips < 1 or spec.frames < 2:
+            raise BadInput("video: clips must be >= 1 and frames >= 2")
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        policy = dict(self.policy) if isinstance(self.policy, Mapping) else self.policy
+        return {"clips": self.clips, "frames": self.frames, "seed": self.seed,
+                "folder": self.folder, "policy": policy, "prompt": self.prompt}  # fmt: skip
+
+    def load(self, image_size: int) -> list[Any]:
+        """The clips (synthetic frames are ``image_size`` on the long side)."""
+        from profiling.video import load_clips, synthetic_clips
+
+        if self.folder is not None:
+            return load_clips(
+                self.folder, videos=self.clips, max_frames=self.frames, seed=self.seed
+            )
+        return synthetic_clips(self.clips, self.frames, self.seed, long_side=image_size)
+
+
+def video_section(
+    loaded: LoadedModel, plan: Mapping[str, Any], calib: CalibrationSet, video: VideoSpec
+) -> dict[str, Any]:
+    """The ``video`` section: the plan tracked over ``video``'s clips against the float model."""
+    from profiling.video import video_validation
+
+    if loaded.spec.info.family != "sam2":
+        raise BadInput(f"{loaded.spec.name} is not a SAM2 model: video validation needs SAM2")
+    clips = video.load(loaded.spec.size)
+    policy = video.policy if video.policy is not None else plan.get("memory_policy")
+    doc = video_validation(loaded, plan, clips, policy, calib=calib, prompt=video.prompt)
+    return doc | {"request": video.to_dict()}
 
 
 def check_plan_doc(plan: Any) -> Mapping[str, Any]:
@@ -148,8 +209,10 @@ def validate_plan(
     budget_bytes: float | None = None,
     multimask: bool = False,
     progress: Progress | None = None,
+    video: VideoSpec | None = None,
 ) -> dict[str, Any]:
-    """The validation document of ``plan`` (a ``bitbudget.plan/v1`` doc) on ``loaded``."""
+    """The validation document of ``plan`` (a ``bitbudget.plan/v1`` doc) on ``loaded``; with
+    ``video``, its ``video`` section too."""
     from profiling.quant.apply import apply_plan, report_of
     from profiling.quant.pack import predict_bytes
     from profiling.quant.plan import plan_from_json
@@ -165,6 +228,10 @@ def validate_plan(
     fid = measure_fidelity(
         TaskAdapter(loaded, multimask), TaskAdapter(quant, multimask), heldout.samples
     )
+    video_doc = None
+    if video is not None:
+        say(0.6, "tracking clips (video fidelity)")
+        video_doc = video_section(loaded, plan, calib, video)
     say(0.85, "packing the artifact")
     measured, file_bytes = _artifact(qmodel, qplan, loaded, Path(artifact))
     packer = predict_bytes(loaded.module, qplan)
@@ -172,7 +239,7 @@ def validate_plan(
     size, reasons = size_checks(measured, float(predicted or packer), budget_bytes)
     size |= {"file_bytes": file_bytes, "packer_predicted_bytes": packer}
     size["predicted_from"] = "plan" if predicted else "packer"
-    return {
+    doc = {
         "format": VALIDATION_FORMAT,
         "model": {"name": loaded.spec.name, "image_size": loaded.spec.size},
         "random_weights": loaded.random_weights,
@@ -193,6 +260,9 @@ def validate_plan(
         "quantization": report_of(qmodel).to_dict() | {"multimask": multimask},
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if video_doc is not None:
+        doc["video"] = video_doc
+    return doc
 
 
 def run_validation(
@@ -202,13 +272,18 @@ def run_validation(
     data: DataSpec | None = None,
     budget_bytes: float | None = None,
     progress: Progress | None = None,
+    video: VideoSpec | None = None,
 ) -> dict[str, Any]:
     """Build the model (unless given) and the data split, then ``validate_plan``."""
     check_plan_doc(plan)
     if budget_bytes is None:
         budget_bytes = (plan.get("budget") or {}).get("memory_bytes")
+    spec = model.spec if isinstance(model, LoadedModel) else model
+    if video is not None and spec.info.family != "sam2":
+        raise BadInput(f"{spec.name} is not a SAM2 model: video validation needs SAM2")
     loaded = model if isinstance(model, LoadedModel) else build_model(model)
     calib, heldout = (data or DataSpec()).sets()
     return validate_plan(
-        loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress
-    )
+        loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress,
+        video=video,
+    )  # fmt: skip

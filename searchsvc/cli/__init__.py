@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "searchsvc.cli.solve",
     "searchsvc.cli.quantize",
     "searchsvc.cli.gate",
+    "searchsvc.cli.video",
 ]
 
 for _name in COMMAND_MODULES:

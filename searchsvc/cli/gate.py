@@ -2,8 +2,10 @@
 
 A plan is a ``bitbudget.plan/v1`` file validated here (``--model`` names the model unless the
 file does), a ``bitbudget.validation/v1`` file used as it is, or ``--plan-id`` on a server
-(validated there when it was not yet). Gate exit codes: 0 every check passes, 1 a check fails,
-2 malformed input or a validation that could not run (one line on stderr).
+(validated there when it was not yet). ``validate --video`` adds video fidelity (J&F of the plan
+tracked over clips against the float model, SAM2 only; docs/video.md). Gate exit codes: 0 every
+check passes, 1 a check fails, 2 malformed input or a validation that could not run (one line on
+stderr).
 """
 
 from __future__ import annotations
@@ -67,25 +69,56 @@ def _model_spec(plan: dict[str, Any], model: str | None, image_size: int | None)
     return ModelSpec(str(model), image_size=image_size)
 
 
+def _video_request(
+    video: bool, clips: int, frames: int, folder: Path | None, policy: str | None
+) -> dict[str, Any] | None:
+    """The video options of ``validate --video`` (None without ``--video``)."""
+    if not video:
+        if folder is not None or policy is not None:
+            _fail("--video-folder / --policy need --video")
+        return None
+    if clips < 1 or frames < 2:
+        _fail("--clips must be >= 1 and --frames >= 2")
+    pol: Any = policy
+    if policy is not None and policy.lstrip().startswith("{"):
+        try:
+            pol = json.loads(policy)
+        except json.JSONDecodeError as exc:
+            _fail(f"--policy: not valid JSON ({exc.msg})")
+    name = pol.get("name") if isinstance(pol, dict) else pol
+    if pol is not None and name not in ("fifo", "sis", "mutual_kv"):
+        _fail(f"--policy: unknown memory policy {name!r}; known: fifo, sis, mutual_kv")
+    req: dict[str, Any] = {"clips": clips, "frames": frames, "seed": 0, "policy": pol}
+    if folder is not None:
+        if not folder.is_dir():
+            _fail(f"--video-folder {folder}: no such folder")
+        req["folder"] = str(folder)
+    return req
+
+
 def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """A validation document: the file itself, or the plan in it validated here."""
     from profiling.errors import BitbudgetError
 
     doc = _read(path)
     if doc.get("format") == VALIDATION_FORMAT:
+        if opts.get("video") and "video" not in doc:
+            _fail(f"{path} is a validation without video fidelity; validate the plan with --video")
         return doc
     if not (opts["model"] or doc.get("model")):
         _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
-    from profiling.validate import DataSpec, run_validation  # torch: only when validating
+    from profiling.validate import DataSpec, VideoSpec, run_validation  # torch: only here
 
     try:
         spec = _model_spec(doc, opts["model"], opts["image_size"])
         data = DataSpec(source=opts["source"], images=opts["images"], holdout=opts["holdout"])
+        video = VideoSpec.from_dict(opts["video"]) if opts.get("video") else None
         with tempfile.TemporaryDirectory() as tmp, err_console.status("validating") as status:
             art = opts["artifact"] or Path(tmp) / "plan.safetensors"
             return run_validation(
-                doc, spec, art, data, progress=lambda f, m: status.update(f"{f:4.0%} {m}")
-            )
+                doc, spec, art, data, progress=lambda f, m: status.update(f"{f:4.0%} {m}"),
+                video=video,
+            )  # fmt: skip
     except (BitbudgetError, ValueError) as exc:
         _fail(str(exc))
 
@@ -114,12 +147,23 @@ def _call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
     return r.json()
 
 
-def _remote(plan_id: int, server: str, token: str | None, timeout: float) -> dict[str, Any]:
-    """The plan's finished validation on ``server``, asking for one and waiting when needed."""
+def _remote(
+    plan_id: int, server: str, token: str | None, timeout: float, video: dict | None = None
+) -> dict[str, Any]:
+    """The plan's finished validation on ``server``, asking for one and waiting when needed
+    (with ``video``: one that measured video fidelity)."""
     with _client(server, token) as client:
         current = _call(client, "GET", f"/v1/plans/{plan_id}").get("validation")
-        if current is None or current["status"] == "error":
-            queued = _call(client, "POST", f"/v1/plans/{plan_id}/validate")
+        lacks_video = video is not None and (
+            current is None or not (current.get("request") or {}).get("video")
+        )
+        if current is None or current["status"] == "error" or lacks_video:
+            body = None if video is None else {"video": True} | video
+            if body is not None and body.get("folder"):
+                _fail("--video-folder is a local folder; a server validates on synthetic clips")
+            if body is not None:
+                body.pop("folder", None)
+            queued = _call(client, "POST", f"/v1/plans/{plan_id}/validate", json=body)
             current = queued["validation"]
         deadline = time.monotonic() + timeout
         with err_console.status(f"validating plan {plan_id} on {server}"):
@@ -179,6 +223,23 @@ def _table(doc: dict[str, Any]) -> Table:
             "—" if size.get("budget_bytes") is None else f"{size['budget_bytes']:,.0f}",
         ),
     ]
+    video = doc.get("video")
+    if isinstance(video, dict):
+        s = video.get("summary") or {}
+        jf = lambda x: "—" if not x else f"{x['JF']:.2f} (J {x['J']:.2f} / F {x['F']:.2f})"  # noqa: E731
+        pol = video.get("policy") or {}
+        rows += [
+            (f"video J&F vs float ({len(video.get('clips', []))} clips, {pol.get('name')})",
+             jf(s.get("vs_float"))),
+            ("video J&F vs ground truth quantized / float",
+             f"{jf(s.get('vs_gt'))} / {jf(s.get('float_vs_gt'))}"),
+        ]  # fmt: skip
+        mem = (video.get("memory") or {}).get("policy") or {}
+        if mem.get("frames"):
+            rows.append(
+                ("memory bank bytes / mem-attn MACs per frame",
+                 f"{mem['bank_bytes']:,.0f} / {mem['memory_attention_macs']:.3g}")
+            )  # fmt: skip
     for row in rows:
         table.add_row(*row)
     return table
@@ -198,14 +259,22 @@ def validate_cmd(
     out: Path = typer.Option(None, "--out", help="also write the validation JSON here"),
     as_json: bool = typer.Option(False, "--json", help="print the validation JSON"),
     timeout: float = typer.Option(1800, "--timeout", help="seconds to wait for the server"),
+    video: bool = typer.Option(False, "--video", help="also measure video J&F (SAM2 only)"),
+    clips: int = typer.Option(2, "--clips", help="--video: synthetic clips (or folder videos)"),
+    frames: int = typer.Option(6, "--frames", help="--video: frames per clip"),
+    video_folder: Path = typer.Option(None, "--video-folder", help="--video: DAVIS/SA-V folder"),
+    policy: str = typer.Option(
+        None, "--policy", help='--video: fifo | sis | mutual_kv or {"name": ...} (default: plan\'s)'
+    ),
 ) -> None:
     """Validate a plan against the float model and print its fidelity and size."""
     _source(plan, plan_id, server)
+    vreq = _video_request(video, clips, frames, video_folder, policy)
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
-        doc = _local(plan, opts | {"source": source, "artifact": artifact})
+        doc = _local(plan, opts | {"source": source, "artifact": artifact, "video": vreq})
     else:
-        doc = _remote(plan_id, server, token, timeout)
+        doc = _remote(plan_id, server, token, timeout, vreq)
     if out is not None:
         out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     if as_json:

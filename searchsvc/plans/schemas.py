@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from searchsvc.jobs.schemas import JobOut
+from searchsvc.validation.schemas import ValidationRequest
 
 __all__ = ["Budget", "PlanCreate", "PlanOut", "PlanAccepted", "PlanPage", "MB", "GIGA"]
 
@@ -57,9 +58,16 @@ class PlanCreate(BaseModel):
     budget: Budget
     method: str | None = Field(None, description="the profile metric (default fisher_kl)")
     solver: str | None = Field(None, description="cpsat, milp, dp, lagrangian or greedy")
-    validate_plan: bool = Field(False, alias="validate", description="validate against FP")
+    validate_plan: bool | ValidationRequest = Field(
+        False, alias="validate", description='validate against FP; {"video": true} adds J&F'
+    )
     candidates: list[str] | None = Field(None, min_length=1, description="profile candidates")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+
+    def validation_request(self) -> dict[str, Any] | None:
+        """The validation options (``"validate": {...}``); None for a plain true / false."""
+        v = self.validate_plan
+        return v.options() if isinstance(v, ValidationRequest) else None
 
 
 class PlanOut(BaseModel):

@@ -259,7 +259,7 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
         solver=draft.solver,
         hardware=body.budget.hardware,
         budget=body.budget.user_dict(),
-        validate=body.validate_plan,
+        validate=body.validate_plan is not False,
         status="pending",
         totals={},
     )
@@ -268,7 +268,7 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
         _apply(plan, draft.solved)
         session.add(plan)
         session.flush()
-        request_validation(session, settings=settings, plan=plan)
+        request_validation(session, settings=settings, plan=plan, request=body.validation_request())
         return PlanResult(plan, None, True)
     model = get_model(session, model_id=draft.model.id)
     profile, profile_job = request_profile(
@@ -277,9 +277,10 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
     plan.profile_id = profile.id
     session.add(plan)
     session.flush()
-    job = create_job(
-        session, settings=settings, kind=SOLVE, params={"plan_id": plan.id}, parent=profile_job
-    )
+    params: dict[str, Any] = {"plan_id": plan.id}
+    if body.validation_request() is not None:  # read back by request_validation once solved
+        params["validate"] = body.validation_request()
+    job = create_job(session, settings=settings, kind=SOLVE, params=params, parent=profile_job)
     plan.job_id, plan.message = job.id, "waiting for the profile"
     return PlanResult(plan, job, True)
 

@@ -4,6 +4,8 @@ as ``unavailable`` and the plan is served without one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from searchsvc.db.tables import JobRow, PlanRow, ValidationRow
@@ -16,8 +18,14 @@ __all__ = ["VALIDATE", "request_validation"]
 VALIDATE = "plans.validate"
 
 
-def request_validation(session: Session, *, settings: Settings, plan: PlanRow) -> JobRow | None:
-    """Queue the validation of a solved plan when asked for and available."""
+def request_validation(
+    session: Session, *, settings: Settings, plan: PlanRow, request: dict[str, Any] | None = None
+) -> JobRow | None:
+    """Queue the validation of a solved plan when asked for and available.
+
+    ``request``: the validation options (``{"video": {...}}``), stored with the validation; by
+    default those the plan was created with (kept in its solve job's params).
+    """
     if not plan.validate:
         plan.validation_status = "not_requested"
         return None
@@ -27,7 +35,11 @@ def request_validation(session: Session, *, settings: Settings, plan: PlanRow) -
     if VALIDATE not in load_tasks():
         plan.validation_status = "unavailable"
         return None
-    validation = ValidationRow(plan_id=plan.id, status="pending", metrics={})
+    if request is None and plan.job_id is not None:
+        solve_job = session.get(JobRow, plan.job_id)
+        request = (solve_job.params or {}).get("validate") if solve_job is not None else None
+    metrics = {"request": request} if request else {}
+    validation = ValidationRow(plan_id=plan.id, status="pending", metrics=metrics)
     session.add(validation)
     session.flush()
     job = create_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from searchsvc.deps import SessionDep, SettingsDep, WriterDep
@@ -12,7 +12,13 @@ from searchsvc.errors import NotFound
 from searchsvc.jobs.service import is_active, job_out
 from searchsvc.validation import repository, service
 from searchsvc.validation.gate import Check, junit_xml
-from searchsvc.validation.schemas import GateOut, GateRequest, ValidationAccepted, ValidationOut
+from searchsvc.validation.schemas import (
+    GateOut,
+    GateRequest,
+    ValidationAccepted,
+    ValidationOut,
+    ValidationRequest,
+)
 
 router = APIRouter(tags=["validation"])
 
@@ -24,10 +30,21 @@ router = APIRouter(tags=["validation"])
     responses={200: {"model": ValidationAccepted, "description": "validated before"}},
 )
 def validate_plan(
-    plan_id: int, session: SessionDep, settings: SettingsDep, _: WriterDep
+    plan_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: WriterDep,
+    body: ValidationRequest | None = Body(None),
 ) -> ValidationAccepted | JSONResponse:
-    """Queue the validation of a solved plan (202), or return the finished one (200)."""
-    row, job = service.queue_validation(session, settings=settings, plan_id=plan_id)
+    """Queue the validation of a solved plan (202), or return the finished one (200).
+
+    An optional body ``{"video": true, "clips": 2, "frames": 6, "policy": "sis"}`` adds video
+    fidelity (J&F, SAM2 only); a finished validation without it is then validated again.
+    """
+    request = None if body is None else body.options()
+    row, job = service.queue_validation(
+        session, settings=settings, plan_id=plan_id, request=request
+    )
     session.flush()
     out = ValidationAccepted(
         validation=service.validation_out(session, row),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from searchsvc.jobs.schemas import JobOut
 
 __all__ = [
+    "ValidationRequest",
     "ArtifactOut",
     "ValidationOut",
     "ValidationAccepted",
@@ -17,6 +18,44 @@ __all__ = [
     "CheckOut",
     "GateOut",
 ]
+
+
+POLICY_NAMES = ("fifo", "sis", "mutual_kv")
+
+
+class ValidationRequest(BaseModel):
+    """What a validation measures besides image fidelity and size (``"validate": {...}``).
+
+    ``video``: also track clips with the plan (SAM2 only) and store J&F against the float model
+    (``validation.video``, docs/video.md): ``clips`` synthetic clips of ``frames`` frames from
+    the shipped photographs, tracked under ``policy`` (default: the plan's ``memory_policy``,
+    else FIFO).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    video: bool = Field(False, description="also measure video fidelity (J&F), SAM2 only")
+    clips: int = Field(2, ge=1, le=8, description="synthetic clips")
+    frames: int = Field(6, ge=2, le=32, description="frames per clip")
+    seed: int = Field(0, ge=0)
+    policy: str | dict[str, Any] | None = Field(
+        None, description="memory policy: fifo | sis | mutual_kv, or {name, params}"
+    )
+    prompt: str = Field("box", pattern="^(box|point|mask)$")
+
+    @model_validator(mode="after")
+    def _known_policy(self) -> ValidationRequest:
+        name = self.policy.get("name") if isinstance(self.policy, dict) else self.policy
+        if self.policy is not None and name not in POLICY_NAMES:
+            raise ValueError(f"policy: unknown memory policy {name!r}; known: fifo, sis, mutual_kv")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """What is stored with the validation (its ``request``) and handed to the job."""
+        if not self.video:
+            return {"video": None}
+        video = self.model_dump(exclude={"video"})
+        return {"video": video}
 
 
 class ArtifactOut(BaseModel):
@@ -38,6 +77,10 @@ class ValidationOut(BaseModel):
     error: str | None
     job_id: int | None
     validation: dict[str, Any] | None = Field(None, description="bitbudget.validation/v1")
+    fidelity: dict[str, Any] | None = Field(
+        None, description="image fidelity (IoU, KL vs float) next to video J&F (vs float, vs GT)"
+    )
+    request: dict[str, Any] = Field(default_factory=dict, description="what was asked for")
     artifact: ArtifactOut | None
     created_at: datetime
 

@@ -28,6 +28,8 @@ __all__ = [
     "artifact_key",
     "artifact_path",
     "validation_out",
+    "fidelity_of",
+    "request_of",
     "plan_validation",
     "queue_validation",
     "validation_inputs",
@@ -56,6 +58,29 @@ def _artifact(session: Session, plan_id: int) -> ArtifactRow | None:
     return repository.artifact_by_key(session, artifact_key(plan_id))
 
 
+def request_of(row: ValidationRow) -> dict[str, Any]:
+    """What the validation was asked to measure (``{"video": {...} | None}``)."""
+    return dict((row.metrics or {}).get("request") or {})
+
+
+def fidelity_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """Image fidelity (mask IoU, KL against float) next to video J&F (against float and GT)."""
+    m = doc.get("metrics") or {}
+    out: dict[str, Any] = {"image": {"iou": m.get("iou"), "kl": m.get("kl")}, "video": None}
+    video = doc.get("video")
+    if isinstance(video, dict):
+        summary = video.get("summary") or {}
+        out["video"] = {
+            "jf_vs_float": summary.get("vs_float"),
+            "jf_vs_gt": summary.get("vs_gt"),
+            "float_jf_vs_gt": summary.get("float_vs_gt"),
+            "policy": video.get("policy"),
+            "clips": len(video.get("clips") or []),
+            "memory": video.get("memory"),
+        }
+    return out
+
+
 def validation_out(session: Session, row: ValidationRow) -> ValidationOut:
     """The validation resource, with its document once finished and its download link."""
     doc = row.metrics or {}
@@ -70,6 +95,8 @@ def validation_out(session: Session, row: ValidationRow) -> ValidationOut:
         error=doc.get("error") if row.status == "error" else None,
         job_id=row.job_id,
         validation=doc if finished else None,
+        fidelity=fidelity_of(doc) if finished else None,
+        request=request_of(row),
         artifact=None
         if art is None
         else ArtifactOut(
@@ -92,19 +119,28 @@ def _plan(session: Session, plan_id: int) -> PlanRow:
     return plan
 
 
+def _covers(row: ValidationRow, request: dict[str, Any] | None) -> bool:
+    """Whether ``row`` measures what ``request`` asks (a video request needs the same video)."""
+    wanted = (request or {}).get("video")
+    return not wanted or request_of(row).get("video") == wanted
+
+
 def queue_validation(
-    session: Session, *, settings: Settings, plan_id: int
+    session: Session, *, settings: Settings, plan_id: int, request: dict[str, Any] | None = None
 ) -> tuple[ValidationRow, JobRow | None]:
-    """The plan's current validation, or a newly queued one (with its job)."""
+    """The plan's current validation when it covers ``request``, or a newly queued one (with its
+    job): asking for video fidelity after an image-only validation validates again."""
     plan = _plan(session, plan_id)
     if plan.status not in SOLVED:
         raise Conflict(f"plan {plan_id} is {plan.status}; only a solved plan can be validated")
     latest = repository.latest_for_plan(session, plan_id)
-    if latest is not None and latest.status != "error":
+    if latest is not None and latest.status != "error" and _covers(latest, request):
         job = jobs.get(session, latest.job_id) if latest.job_id else None
         return latest, job
+    if latest is not None and latest.status in ("pending", "running"):
+        raise Conflict(f"plan {plan_id} is being validated (job {latest.job_id}); retry later")
     plan.validate = True
-    job = request_validation(session, settings=settings, plan=plan)
+    job = request_validation(session, settings=settings, plan=plan, request=request)
     if job is None:
         raise Unavailable(f"plan {plan_id}: validation is {plan.validation_status}")
     row = repository.latest_for_plan(session, plan_id)
@@ -112,9 +148,12 @@ def queue_validation(
     return row, job
 
 
-def validation_inputs(session: Session, *, settings: Settings, plan: PlanRow) -> dict[str, Any]:
-    """What the validation job needs: the plan document, model spec, data split and budget."""
-    from profiling.validate import DataSpec
+def validation_inputs(
+    session: Session, *, settings: Settings, plan: PlanRow, request: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the validation job needs: the plan document, model spec, data split, budget, and
+    the clips of a video validation (``video``: a ``VideoSpec`` or None)."""
+    from profiling.validate import DataSpec, VideoSpec
 
     model = models.get(session, plan.model_id)
     if model is None:
@@ -128,7 +167,15 @@ def validation_inputs(session: Session, *, settings: Settings, plan: PlanRow) ->
         seed=profile.seed if profile else 0,
     )
     budget = Budget.model_validate(plan.budget).limits()["memory_bytes"]
-    return {"plan": plan.doc, "spec": spec_of(model), "data": data, "budget_bytes": budget}
+    wanted = (request or {}).get("video")
+    video = VideoSpec.from_dict(wanted) if wanted else None
+    return {
+        "plan": plan.doc,
+        "spec": spec_of(model),
+        "data": data,
+        "budget_bytes": budget,
+        "video": video,
+    }
 
 
 def start(session: Session, *, validation_id: int) -> tuple[ValidationRow, PlanRow] | None:
@@ -160,6 +207,7 @@ def store_result(
         raise NotFound(f"validation {validation_id} was deleted")
     plan = _plan(session, row.plan_id)
     status = "passed" if doc["passed"] else "failed"
+    doc = doc | {"request": request_of(row)}
     row.status, row.metrics, plan.validation_status = status, doc, status
     art = _artifact(session, plan.id)
     if art is None:
@@ -177,7 +225,7 @@ def mark_error(session: Session, *, validation_id: int, error: str) -> None:
     row = repository.get(session, validation_id)
     if row is None or row.status in DONE:
         return
-    row.status, row.metrics = "error", {"error": error}
+    row.status, row.metrics = "error", {"error": error, "request": request_of(row)}
     plan = plans.get(session, row.plan_id)
     if plan is not None:
         plan.validation_status = "cancelled" if error == "cancelled" else "error"

@@ -1,4 +1,5 @@
-"""``plans.validate``: apply a plan, measure it on held-out images, pack it (idempotent)."""
+"""``plans.validate``: apply a plan, measure it on held-out images (and on clips when video
+fidelity was asked for), pack it (idempotent)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def run_validate_job(ctx: JobContext) -> dict[str, Any]:
         started = service.start(session, validation_id=validation_id)
         if started is None:
             return ids
-        _, plan = started
-        inputs = service.validation_inputs(session, settings=ctx.settings, plan=plan)
+        row, plan = started
+        request = service.request_of(row)
+        inputs = service.validation_inputs(
+            session, settings=ctx.settings, plan=plan, request=request
+        )
     path = service.artifact_path(ctx.settings, ids["plan_id"])
 
     def progress(fraction: float, message: str) -> None:
@@ -41,6 +45,7 @@ def run_validate_job(ctx: JobContext) -> dict[str, Any]:
         inputs["data"],
         budget_bytes=inputs["budget_bytes"],
         progress=progress,
+        video=inputs["video"],
     )
     ctx.raise_if_stopped()
     with ctx.session() as session:
