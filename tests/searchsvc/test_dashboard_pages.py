@@ -1,12 +1,13 @@
-"""The dashboard with many plans: list pages are paginated and never read a plan's per-layer
-document (``plans.doc``); only the plan page does, for that one plan."""
+"""Dashboard pages in-process on a real app and database (one sam2-micro registration per module):
+with many plans, list pages are paginated and never read a plan's per-layer document
+(``plans.doc``) — only the plan page does, for that one plan; optional validation sections
+(video J&F, refinement before/after) are rendered when present."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,18 +16,27 @@ from sqlalchemy import event
 
 from searchsvc.app import create_app
 from searchsvc.db.session import get_engine, session_scope
-from searchsvc.db.tables import PlanRow
+from searchsvc.db.tables import PlanRow, ValidationRow
 from searchsvc.settings import Settings
 
 TOKEN = "bb_scale_" + "y" * 40
 PLANS = 1200
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
-    settings = Settings(data_dir=tmp_path, api_tokens=[TOKEN])
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("dashboard"), api_tokens=[TOKEN])
     with TestClient(create_app(settings)) as c:
         yield c, settings
+
+
+@pytest.fixture(scope="module")
+def model(client: tuple[TestClient, Settings]) -> dict[str, Any]:
+    web, _ = client
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = web.post("/v1/models", json={"name": "sam2-micro"}, headers=auth)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
 
 
 class Statements:
@@ -50,10 +60,11 @@ def _reads_plan_docs(statements: list[str]) -> list[str]:
     return [s for s in statements if re.search(r"\bplans\.doc\b", s)]
 
 
-def test_pages_stay_small_with_many_plans(client: tuple[TestClient, Settings]) -> None:
+def test_pages_stay_small_with_many_plans(
+    client: tuple[TestClient, Settings], model: dict[str, Any]
+) -> None:
     web, settings = client
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    model = web.post("/v1/models", json={"name": "sam2-micro"}, headers=auth).json()
+    before = web.get("/v1/plans", params={"model_id": model["id"], "limit": 1}).json()["total"]
     names = [x["name"] for x in _inventory(settings, model["id"])]
     choices = {n: ("w4a8" if i % 3 else "w8a8") for i, n in enumerate(names)}
     with session_scope(settings.database) as session:
@@ -76,23 +87,29 @@ def test_pages_stay_small_with_many_plans(client: tuple[TestClient, Settings]) -
         started = time.perf_counter()
         models = web.get("/dashboard")
         first = web.get(f"/dashboard/models/{model['id']}")
-        last = web.get(f"/dashboard/models/{model['id']}", params={"page": PLANS // 20})
+        pages = -(-(before + PLANS) // 20)
+        last = web.get(f"/dashboard/models/{model['id']}", params={"page": pages})
         jobs = web.get("/dashboard/jobs")
         elapsed = time.perf_counter() - started
         assert _reads_plan_docs(sql.seen) == []
         for r in (models, first, last, jobs):
             assert r.status_code == 200, r.text
         assert elapsed < 10, f"four list pages took {elapsed:.1f} s"
-        assert f"page 1 of {PLANS // 20} ({PLANS} in all)" in first.text
+        total = before + PLANS
+        assert f"page 1 of {-(-total // 20)} ({total} in all)" in first.text
         assert len(re.findall(r'href="[^"]*/dashboard/plans/\d+">#', first.text)) == 20
-        assert f">#{PLANS}<" in first.text and f">#{PLANS - 19}<" in first.text
-        assert ">#1<" in last.text and ">#21<" not in last.text
+        ids = [int(i) for i in re.findall(r'/dashboard/plans/(\d+)">#', first.text)]
+        newest = max(ids)
+        assert ids == list(range(newest, newest - 20, -1))  # the newest 20, newest first
+        oldest = [int(i) for i in re.findall(r'/dashboard/plans/(\d+)">#', last.text)]
+        assert oldest and len(oldest) == total - 20 * (pages - 1)
+        assert max(oldest) < min(ids)
         best = re.findall(r"/dashboard/plans/(\d+)\" title", models.text)
         assert 1 <= len(best) <= 3  # the best plans of the model, out of its newest 500
         assert web.get(f"/dashboard/models/{model['id']}", params={"page": 999}).status_code == 404
 
         sql.seen.clear()
-        one = web.get(f"/dashboard/plans/{PLANS}")
+        one = web.get(f"/dashboard/plans/{newest}")
         assert one.status_code == 200
         assert one.text.count('"choice": ') == len(choices)  # the heatmap's data, one per layer
         assert len(_reads_plan_docs(sql.seen)) == 1  # that plan only
@@ -107,3 +124,43 @@ def _inventory(settings: Settings, model_id: int) -> list[dict[str, Any]]:
         row = repository.get_with_inventory(session, model_id)
         assert row is not None
         return [x for x in row.inventory["layers"] if x.get("weight_numel")]
+
+
+def test_plan_page_shows_video_and_refinement_when_present(
+    client: tuple[TestClient, Settings], model: dict[str, Any]
+) -> None:
+    web, settings = client
+    doc = {
+        "format": "bitbudget.validation/v1",
+        "plan": {"status": "optimal", "predicted_loss": 0.01},
+        "metrics": {"iou": 0.93, "kl": 0.002},
+        "size": {"measured_bytes": 1000, "predicted_bytes": 1000.0, "relative_error": 0.0},
+        "video": {"jf": 0.8123, "j": 0.8, "f": 0.8246, "frames": 6},
+        "refinement": {"method": "lsc", "before": {"iou": 0.9}, "after": {"iou": 0.95}},
+        "passed": True,
+        "reasons": [],
+    }
+    with session_scope(settings.database) as session:
+        plan = PlanRow(
+            model_id=model["id"],
+            request_key="x",
+            method="fisher_kl",
+            solver="cpsat",
+            budget={"memory_mb": 2},
+            status="optimal",
+            objective=0.01,
+            totals={"memory_bytes": 1000},
+            doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
+            validation_status="passed",
+        )
+        session.add(plan)
+        session.flush()
+        session.add(ValidationRow(plan_id=plan.id, status="passed", metrics=doc))
+        plan_id = plan.id
+    page = web.get(f"/dashboard/plans/{plan_id}")
+    assert page.status_code == 200, page.text
+    text = page.text
+    assert "video J&amp;F</th><td>0.8123" in text  # beside the image IoU
+    assert text.index("image mask IoU") < text.index("video J&amp;F")
+    assert 'id="refinement"' in text and "<td>iou</td><td>0.9</td><td>0.95</td>" in text
+    assert 'id="job-progress"' not in text  # no job, no progress panel

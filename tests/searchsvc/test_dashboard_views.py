@@ -1,23 +1,14 @@
 """What the dashboard computes: heatmap groups (image-encoder stages), uniform baselines, and the
-generic rendering of optional validation sections (video J&F, refinement before/after)."""
+video J&F wherever a validation records it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from searchsvc.app import create_app
 from searchsvc.dashboard import views
-from searchsvc.db.session import session_scope
-from searchsvc.db.tables import PlanRow, ValidationRow
-from searchsvc.settings import Settings
 from solvers.problem import Problem
-
-TOKEN = "bb_views_" + "z" * 40
 
 
 def _layer(name: str, comp: str, out: list[int] | None = None) -> dict[str, Any]:
@@ -97,52 +88,3 @@ def test_jf_is_found_under_its_usual_names(key: str) -> None:
     assert views.jf_of({"video": {"davis": {key: 0.71, "frames": 8}}}) == 0.71
     assert views.jf_of({"validation": {"video": {key: 0.5}}}) == 0.5
     assert views.jf_of({"validation": {"metrics": {"iou": 0.9}}}) is None
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
-    settings = Settings(data_dir=tmp_path, api_tokens=[TOKEN])
-    with TestClient(create_app(settings)) as client:
-        yield client, settings
-
-
-def test_plan_page_shows_video_and_refinement_when_present(
-    web: tuple[TestClient, Settings],
-) -> None:
-    client, settings = web
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    model = client.post("/v1/models", json={"name": "sam2-micro"}, headers=auth).json()
-    doc = {
-        "format": "bitbudget.validation/v1",
-        "plan": {"status": "optimal", "predicted_loss": 0.01},
-        "metrics": {"iou": 0.93, "kl": 0.002},
-        "size": {"measured_bytes": 1000, "predicted_bytes": 1000.0, "relative_error": 0.0},
-        "video": {"jf": 0.8123, "j": 0.8, "f": 0.8246, "frames": 6},
-        "refinement": {"method": "lsc", "before": {"iou": 0.9}, "after": {"iou": 0.95}},
-        "passed": True,
-        "reasons": [],
-    }
-    with session_scope(settings.database) as session:
-        plan = PlanRow(
-            model_id=model["id"],
-            request_key="x",
-            method="fisher_kl",
-            solver="cpsat",
-            budget={"memory_mb": 2},
-            status="optimal",
-            objective=0.01,
-            totals={"memory_bytes": 1000},
-            doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
-            validation_status="passed",
-        )
-        session.add(plan)
-        session.flush()
-        session.add(ValidationRow(plan_id=plan.id, status="passed", metrics=doc))
-        plan_id = plan.id
-    page = client.get(f"/dashboard/plans/{plan_id}")
-    assert page.status_code == 200, page.text
-    text = page.text
-    assert "video J&amp;F</th><td>0.8123" in text  # beside the image IoU
-    assert text.index("image mask IoU") < text.index("video J&amp;F")
-    assert 'id="refinement"' in text and "<td>iou</td><td>0.9</td><td>0.95</td>" in text
-    assert 'id="job-progress"' not in text  # no job, no progress panel
