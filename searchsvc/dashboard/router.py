@@ -176,9 +176,15 @@ def model_page(
     all_profiles = list(queries.profiles_of(session, model.id))
     chosen, ready = _pick_profile(all_profiles, profile)
     chart: dict[str, Any] | None = None
+    chart_error = ""
     if chosen is not None:
         hw = hardware if resource == "latency_ms" else None
-        front = views.front_view(session, settings, profile=chosen, resource=resource, hardware=hw)
+        try:
+            front = views.front_view(
+                session, settings, profile=chosen, resource=resource, hardware=hw
+            )
+        except BitbudgetError as exc:  # e.g. no candidate runs on that hardware: say so in place
+            front, chart_error = {"front": [], "baselines": [], "solver": ""}, str(exc)
         points, any_validated = views.plan_points(
             session, model_id=model.id, profile_id=chosen.id, resource=resource, hardware=hw
         )
@@ -208,6 +214,7 @@ def model_page(
         "ready": ready,
         "chosen": chosen,
         "chart": chart,
+        "chart_error": chart_error,
         "resource": resource,
         "hardware": hardware,
         "hardware_names": hw_names,
