@@ -194,11 +194,29 @@ def _scaled(value: Any, resource: str) -> float | None:
     return None if value is None else float(value) / RESOURCES[resource][1]
 
 
+def _jf_vs_float(doc: dict[str, Any]) -> float | None:
+    """J&F against float of a ``bitbudget.validation/v1`` document with a ``video`` section
+    (``video.summary.vs_float.JF``, in percent; see docs/video.md)."""
+    video = doc.get("video")
+    summary = (video.get("summary") or {}) if isinstance(video, dict) else {}
+    vs_float = summary.get("vs_float")
+    value = vs_float.get("JF") if isinstance(vs_float, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def jf_of(validation: dict[str, Any] | None) -> float | None:
-    """A video J&F found anywhere in a validation (``video`` of the resource or its document)."""
+    """The video J&F (against float) of a validation resource: its ``fidelity.video`` or
+    document's ``video.summary``; failing those, any J&F-named number under a ``video`` key."""
     if not validation:
         return None
     doc = validation.get("validation") or {}
+    video_fid = (validation.get("fidelity") or {}).get("video") or {}
+    vs_float = video_fid.get("jf_vs_float")
+    if isinstance(vs_float, dict) and isinstance(vs_float.get("JF"), int | float):
+        return float(vs_float["JF"])
+    found = _jf_vs_float(doc)
+    if found is not None:
+        return found
     for video in (validation.get("video"), doc.get("video"), (doc.get("metrics") or {})):
         if not isinstance(video, dict):
             continue
@@ -493,7 +511,10 @@ def validation_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[st
         )
     fidelity = [(k, v) for k, v in metrics.items() if v is not None]
     jf = jf_of(validation)
-    video = validation.get("video") or doc.get("video")
+    video = (validation.get("fidelity") or {}).get("video")
+    video = video or validation.get("video") or doc.get("video")
+    if isinstance(video, dict):
+        video = {k: v for k, v in video.items() if k != "clips" or not isinstance(v, list)}
     return {
         "status": validation.get("status"),
         "passed": validation.get("passed"),

@@ -135,7 +135,16 @@ def test_plan_page_shows_video_and_refinement_when_present(
         "plan": {"status": "optimal", "predicted_loss": 0.01},
         "metrics": {"iou": 0.93, "kl": 0.002},
         "size": {"measured_bytes": 1000, "predicted_bytes": 1000.0, "relative_error": 0.0},
-        "video": {"jf": 0.8123, "j": 0.8, "f": 0.8246, "frames": 6},
+        "video": {  # the shape of profiling.video.video_validation (docs/video.md)
+            "format": "bitbudget.video_validation/v1",
+            "policy": {"name": "sis"},
+            "clips": [{"name": "clip0"}, {"name": "clip1"}],
+            "summary": {
+                "vs_float": {"J": 80.0, "F": 82.46, "JF": 81.23},
+                "vs_gt": {"J": 70.0, "F": 71.0, "JF": 70.5},
+                "float_vs_gt": None,
+            },
+        },
         "refinement": {"method": "lsc", "before": {"iou": 0.9}, "after": {"iou": 0.95}},
         "passed": True,
         "reasons": [],
@@ -160,7 +169,7 @@ def test_plan_page_shows_video_and_refinement_when_present(
     page = web.get(f"/dashboard/plans/{plan_id}")
     assert page.status_code == 200, page.text
     text = page.text
-    assert "video J&amp;F</th><td>0.8123" in text  # beside the image IoU
+    assert "video J&amp;F vs float (%)</th><td>81.23" in text  # beside the image IoU
     assert text.index("image mask IoU") < text.index("video J&amp;F")
     assert 'id="refinement"' in text and "<td>iou</td><td>0.9</td><td>0.95</td>" in text
     assert 'id="job-progress"' not in text  # no job, no progress panel

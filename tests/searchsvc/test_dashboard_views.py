@@ -83,6 +83,14 @@ def test_uniform_baselines_sum_the_options_and_skip_missing_candidates() -> None
     assert got["w8a8"]["objective"] == pytest.approx(0.3)
 
 
+def test_jf_is_read_where_the_video_validation_puts_it() -> None:
+    summary = {"vs_float": {"J": 80.0, "F": 82.0, "JF": 81.0}, "vs_gt": {"JF": 60.0}}
+    doc = {"video": {"summary": summary, "policy": {"name": "fifo"}}}
+    assert views.jf_of({"validation": doc}) == 81.0
+    fidelity = {"video": {"jf_vs_float": {"JF": 79.5}, "jf_vs_gt": {"JF": 60.0}}}
+    assert views.jf_of({"fidelity": fidelity, "validation": doc}) == 79.5
+
+
 @pytest.mark.parametrize("key", ["jf", "j_and_f", "J&F", "JandF"])
 def test_jf_is_found_under_its_usual_names(key: str) -> None:
     assert views.jf_of({"video": {"davis": {key: 0.71, "frames": 8}}}) == 0.71

@@ -48,6 +48,7 @@
       if (f.hardware.value) budget.hardware = f.hardware.value;
       var body = { model_id: Number(form.getAttribute("data-model-id")), budget: budget,
         method: f.method.value, solver: f.solver.value, validate: f.validate.checked };
+      if (f.video && f.video.checked) body.validate = { video: true };  /* J&F implies validating */
       var cands = f.candidates.value.split(",").map(function (s) { return s.trim(); })
         .filter(function (s) { return s; });
       if (cands.length) body.candidates = cands;
