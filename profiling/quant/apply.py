@@ -34,9 +34,17 @@ from profiling.quant.prepare import prepare, quantize_weights, weight_layers
 from profiling.quant.ptq4sam import BigResult, big_targets, bimodal_integration
 from profiling.quant.vrc import VrcResult, vrc_layer
 
-__all__ = ["QuantReport", "apply_plan", "needs_calibration", "quantized_copy", "report_of"]
+__all__ = [
+    "FLOAT_WEIGHTS_ATTR",
+    "QuantReport",
+    "apply_plan",
+    "needs_calibration",
+    "quantized_copy",
+    "report_of",
+]
 
 REPORT_ATTR = "bitbudget_report"
+FLOAT_WEIGHTS_ATTR = "bitbudget_float_weights"  # layer -> weight just before quantization
 MEMORY_PATH = ("memory_attention.", "memory_encoder.", "obj_ptr")  # only run in track_step
 VRC_SCOPE = ("image_encoder.",)  # Q-SAM2 re-fits the image encoder's Linear layers
 
@@ -153,10 +161,16 @@ def apply_plan(
     plan: QuantPlan | Mapping[str, Any],
     calib: CalibrationSet | None = None,
     video: bool | None = None,
+    keep_float: bool = False,
+    clipping: Any = None,
 ) -> nn.Module:
     """A fake-quantized, calibrated deep copy of ``model`` (the original is left untouched).
 
     ``video``: calibrate SAM2's memory path through ``track_step`` (None: when the plan has it).
+    ``keep_float``: attach the float weights each quantized layer had just before quantization
+    (after BIG / VRC) as ``FLOAT_WEIGHTS_ATTR`` (what LSC refinement learns from).
+    ``clipping``: a ``lsc.LearnedClipping`` (or a sidecar path) whose learned ranges replace the
+    post-training ones, so that the copy (and its packed artifact) is the refined model.
     """
     qplan = as_plan(plan)
     loaded = model if isinstance(model, LoadedModel) else None
@@ -170,10 +184,23 @@ def apply_plan(
     if loaded is not None and calib is not None and (qplan.options.big or qplan.options.vrc):
         _fp_pass(loaded, qmodel, qplan, calib, rep)
     kinds = prepare(qmodel, qplan)
+    floats = None
+    if keep_float or clipping is not None:
+        named = dict(qmodel.named_modules())
+        floats = {n: named[n].weight.detach().clone() for n in weight_layers(kinds, qplan)}
     quantize_weights(qmodel, qplan, kinds)
     has_act = any(isinstance(m, ActQuantizer) for m in qmodel.modules())
     if loaded is not None and calib is not None and has_act:
         _calibrate(loaded, qmodel, calib, rep, video)
+    if clipping is not None:
+        from profiling.quant.lsc import LearnedClipping, install_clipping, load_clipping
+
+        if not isinstance(clipping, LearnedClipping):
+            clipping = load_clipping(clipping)
+        assert floats is not None
+        install_clipping(qmodel, qplan, floats, clipping)
+    if keep_float:
+        setattr(qmodel, FLOAT_WEIGHTS_ATTR, floats)
     setattr(qmodel, REPORT_ATTR, rep)
     return qmodel
 

@@ -38,6 +38,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BadInput(f"{path}: format: not a {FORMAT} file")
     for key in ("plan", "model", "weights", "activations"):
         meta[key] = json.loads(meta[key])
+    if "refinement" in meta:  # an LSC-refined artifact
+        meta["refinement"] = json.loads(meta["refinement"])
     return meta
 
 

@@ -9,7 +9,10 @@ Tensors (state-dict names of the quantized model):
   (``<layer>.input_quantizer``, ``<attn>.qk_matmul.{x,y}``, ``<attn>.sv_matmul.{x,y}``);
 * every other state-dict tensor (biases, norms, float layers) in ``float_dtype`` (bfloat16).
 Metadata (strings): ``format``, ``plan`` (JSON), ``model`` (JSON), ``float_dtype``, ``weights``
-(per-layer bits, shape, granularity), ``activations`` (per-quantizer bits, kind, tau, calibrated).
+(per-layer bits, shape, granularity), ``activations`` (per-quantizer bits, kind, tau, calibrated),
+and — for a model refined by LSC (``profiling.quant.lsc``) — ``refinement`` (JSON: steps, key,
+fidelity before/after). A refined model's weight scales / zero-points and activation qparams are
+those of its learned clipping ranges, so the packed integers are the refined model's.
 """
 
 from __future__ import annotations
@@ -147,8 +150,14 @@ def save_artifact(
     path: str | os.PathLike[str],
     model_info: Mapping[str, Any] | None = None,
     float_dtype: str = "bfloat16",
+    refinement: Mapping[str, Any] | None = None,
 ) -> int:
-    """Write the artifact of an ``apply_plan`` output; returns the measured tensor bytes."""
+    """Write the artifact of an ``apply_plan`` output; returns the measured tensor bytes.
+
+    ``qmodel`` may be an LSC-refined model (``lsc.refine(...).model`` or
+    ``apply_plan(..., clipping=...)``): its learned clipping lives in the same qparam buffers, so
+    it is packed as is; ``refinement`` (the refinement report) is recorded in the metadata.
+    """
     qplan = as_plan(plan)
     kinds = validate_plan(qmodel, qplan)
     tensors, w_info, skip_w = _weight_tensors(qmodel, qplan, kinds)
@@ -167,6 +176,8 @@ def save_artifact(
         "weights": json.dumps(w_info),
         "activations": json.dumps(a_info),
     }
+    if refinement is not None:
+        meta["refinement"] = json.dumps(dict(refinement))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
     return measured_bytes(path)

@@ -30,6 +30,9 @@ __all__ = [
     "weight_granularity",
     "fake_quantize_weight",
     "fake_quantize_activation",
+    "range_qparams",
+    "round_ste",
+    "fake_quantize_range",
 ]
 
 MSE_GRID = 100  # candidate clipping ratios in the MSE search (PTQ4SAM's MSEObserver)
@@ -212,3 +215,33 @@ def fake_quantize_activation(
     if spec.a_bits >= 16:
         return x
     return fake_quantize(x, scale, zero_point, spec.a_bits, spec.a_symmetric)
+
+
+def range_qparams(lo: Tensor, hi: Tensor, bits: int, symmetric: bool) -> tuple[Tensor, Tensor]:
+    """Scale and zero-point covering ``[lo, hi]`` (widened to contain 0), as ``choose_qparams``."""
+    return _range_qparams(lo, hi, bits, symmetric)
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """``round`` with a straight-through (identity) gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quantize_range(x: Tensor, lo: Tensor, hi: Tensor, bits: int, symmetric: bool) -> Tensor:
+    """Fake-quantize ``x`` over the clipping range ``[lo, hi]``, differentiable in ``lo`` / ``hi``.
+
+    The forward equals ``fake_quantize(x, *range_qparams(lo, hi))`` exactly; gradients reach the
+    range through the scale and the zero-point (LSQ+-style: rounding is straight-through, clipped
+    elements pass their gradient to the bound that clipped them, in-range ones through the
+    rounding error). ``x`` gets the clipped straight-through gradient (zero outside the range).
+    """
+    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
+    qmin, qmax = qrange(bits, symmetric)
+    if symmetric:
+        scale = (torch.maximum(-lo, hi) / qmax).clamp(min=_EPS)
+        zero_point = torch.zeros_like(scale)
+    else:
+        scale = ((hi - lo) / (qmax - qmin)).clamp(min=_EPS)
+        zero_point = (qmin - round_ste(lo / scale)).clamp(qmin, qmax)
+    q = torch.clamp(round_ste(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
