@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "searchsvc.cli.solve",
     "searchsvc.cli.quantize",
     "searchsvc.cli.gate",
+    "searchsvc.cli.refine",
     "searchsvc.cli.video",
 ]
 

@@ -8,8 +8,15 @@ from fastapi.responses import JSONResponse
 from searchsvc.catalog.service import get_model
 from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
-from searchsvc.plans import service
-from searchsvc.plans.schemas import PlanAccepted, PlanCreate, PlanOut, PlanPage
+from searchsvc.plans import refine, service
+from searchsvc.plans.schemas import (
+    PlanAccepted,
+    PlanCreate,
+    PlanOut,
+    PlanPage,
+    RefineAccepted,
+    RefineCreate,
+)
 from searchsvc.responses import json_response
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
@@ -54,7 +61,40 @@ def get_plan(plan_id: int, session: ReadSessionDep) -> PlanOut:
     plan = service.get_plan(session, plan_id=plan_id)
     out = service.plan_out(plan, get_model(session, model_id=plan.model_id))
     out.validation = plan_validation(session, plan_id=plan.id)
+    out.refinement = refine.plan_refinement(session, plan_id=plan.id)
     return out
+
+
+@router.post(
+    "/{plan_id}/refine",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RefineAccepted,
+    responses={
+        200: {"model": RefineAccepted, "description": "refined before with these settings"},
+        409: {"description": "the plan is not solved"},
+    },
+)
+def refine_plan(
+    plan_id: int, body: RefineCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
+) -> JSONResponse:
+    """202 with the job that LSC-refines the plan (the same one while it runs); 200 once done."""
+    row, job = refine.request_refinement(
+        session,
+        settings=settings,
+        plan_id=plan_id,
+        steps=body.steps,
+        lr=body.lr,
+        images=body.images,
+    )
+    session.flush()
+    out = RefineAccepted(
+        plan_id=plan_id,
+        refinement=refine.refinement_out(row),
+        job=None if job is None else job_out(session, job),
+    )
+    done = (row.doc or {}).get("status") == "done"
+    code = status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED
+    return json_response(out, code, {"Location": f"/v1/plans/{plan_id}"})
 
 
 @router.get("", response_model=PlanPage)

@@ -10,7 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from searchsvc.jobs.schemas import JobOut
 from searchsvc.validation.schemas import ValidationRequest
 
-__all__ = ["Budget", "PlanCreate", "PlanOut", "PlanAccepted", "PlanPage", "MB", "GIGA"]
+__all__ = [
+    "Budget",
+    "PlanCreate",
+    "PlanOut",
+    "PlanAccepted",
+    "PlanPage",
+    "RefineCreate",
+    "RefineAccepted",
+    "MB",
+    "GIGA",
+]
 
 MB = 1_000_000  # memory_mb is in megabytes of 10^6 bytes
 GIGA = 1_000_000_000  # bops_g is in 10^9 bit operations
@@ -92,6 +102,9 @@ class PlanOut(BaseModel):
     job_id: int | None
     created_at: datetime
     validation: dict[str, Any] | None = Field(None, description="the newest validation, if any")
+    refinement: dict[str, Any] | None = Field(
+        None, description="the newest LSC refinement: status, steps, fidelity before / after"
+    )
 
 
 class PlanAccepted(BaseModel):
@@ -108,3 +121,21 @@ class PlanPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class RefineCreate(BaseModel):
+    """Refine a solved plan with Q-SAM2 LSC (learned clipping factors, momentum update)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(..., ge=1, le=10_000, description="LSC steps (one image per step)")
+    lr: float | None = Field(None, gt=0, le=1, description="learning rate of the factors")
+    images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+
+
+class RefineAccepted(BaseModel):
+    """The refinement (queued, running or done) and the job that computes it."""
+
+    plan_id: int
+    refinement: dict[str, Any]
+    job: JobOut | None

@@ -354,4 +354,5 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         job_id=plan.job_id,
         created_at=plan.created_at,
         validation=None,
+        refinement=None,
     )
