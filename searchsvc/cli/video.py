@@ -98,19 +98,34 @@ def video_cmd(
 ) -> None:
     """Track clips with MODEL in float (FIFO) and with a plan under a memory policy."""
     from profiling.models import ModelSpec, build_model
+    from profiling.quant.spec import parse_candidate
     from profiling.video import load_clips, synthetic_clips, video_validation
+    from profiling.video.memory import make_policy
+    from profiling.video.track import PROMPTS
 
     with user_errors():
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
         if spec.info.family != "sam2":
             fail(f"{model} is not a SAM2 model: video tracking needs the memory path")
+        # everything the user typed is checked before the model is built
+        pol = _policy(policy, threshold, capacity, k)
+        if pol is not None:
+            make_policy(dict(pol))
+        if prompt not in PROMPTS:
+            fail(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")
+        if clips < 1 or frames < 2:
+            fail("--clips must be >= 1 and --frames >= 2 (a clip needs at least 2 frames)")
+        if uniform is not None:
+            parse_candidate(uniform)
+        plan_doc = _plan(None, plan, None)
+        if plan_doc is not None and uniform is not None:
+            fail("give at most one of --plan PLAN.json and --uniform CANDIDATE")
         if folder is not None:
             data = load_clips(folder, videos=clips, max_frames=frames, seed=seed)
         else:
             data = synthetic_clips(clips, frames=frames, seed=seed, long_side=spec.size)
         loaded = build_model(spec)
-        qplan = _plan(loaded, plan, uniform)
-        pol = _policy(policy, threshold, capacity, k)
+        qplan = plan_doc if uniform is None else _plan(loaded, None, uniform)
         doc = video_validation(loaded, qplan, data, pol, prompt=prompt)
     if out is not None:
         out.write_text(json.dumps(doc, indent=1))
