@@ -243,6 +243,7 @@ def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Respon
     from searchsvc.jobs import repository as jobs
     from searchsvc.jobs.service import job_out
     from searchsvc.plans import repository as plans
+    from searchsvc.plans.refine import plan_refinement
     from searchsvc.validation.service import plan_validation
 
     plan = plans.get(session, plan_id)
@@ -252,11 +253,16 @@ def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Respon
     if model is None:
         raise NotFound(f"model {plan.model_id} of plan {plan_id} is gone")
     validation = plan_validation(session, plan_id=plan.id)
+    refinement = plan_refinement(session, plan_id=plan.id)
     solved = plan.status in queries.SOLVED and plan.doc is not None
     heatmap = views.plan_heatmap(plan, model.inventory) if solved else []
     sizes = views.size_breakdown(plan, model.inventory) if solved else None
     watch = []
-    for job_id, label in ((plan.job_id, "solve"), ((validation or {}).get("job_id"), "validate")):
+    for job_id, label in (
+        (plan.job_id, "solve"),
+        ((validation or {}).get("job_id"), "validate"),
+        ((refinement or {}).get("job_id"), "refine"),
+    ):
         job = jobs.get(session, job_id) if job_id else None
         if job is not None:
             watch.append({"label": label, "job": job_out(session, job).model_dump(mode="json")})
@@ -268,7 +274,7 @@ def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Respon
         "cells": sum(len(g["cells"]) for g in heatmap),
         "sizes": sizes,
         "validation": views.validation_view(plan, validation),
-        "refinement": views.refinement_view(plan, validation),
+        "refinement": views.refinement_view(plan, validation, refinement),
         "jobs": watch,
         "usage": _usage(plan, model),
     }

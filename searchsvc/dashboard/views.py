@@ -533,11 +533,14 @@ def validation_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[st
     }
 
 
-def refinement_view(plan: PlanRow, validation: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A refinement section (e.g. LSC) wherever it is recorded: on the validation resource, in
-    its document, or in the plan document. Rows of before/after when it has them, else flat."""
+def refinement_view(
+    plan: PlanRow, validation: dict[str, Any] | None, stored: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """A refinement section (e.g. LSC) wherever it is recorded: the plan's stored refinement
+    (``searchsvc.plans.refine.plan_refinement``), the validation resource, its document, or the
+    plan document. Rows of before/after when it has them, else flat."""
     doc = (validation or {}).get("validation") or {}
-    for found in ((validation or {}).get("refinement"), doc.get("refinement"),
+    for found in (stored, (validation or {}).get("refinement"), doc.get("refinement"),
                   (plan.doc or {}).get("refinement")):  # fmt: skip
         if isinstance(found, dict) and found:
             return {"rows": _before_after(found), "flat": _flat(found)}

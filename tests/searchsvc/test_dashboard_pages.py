@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from searchsvc.app import create_app
 from searchsvc.db.session import get_engine, session_scope
-from searchsvc.db.tables import PlanRow, ValidationRow
+from searchsvc.db.tables import ArtifactRow, PlanRow, ValidationRow
 from searchsvc.settings import Settings
 
 TOKEN = "bb_scale_" + "y" * 40
@@ -172,4 +172,38 @@ def test_plan_page_shows_video_and_refinement_when_present(
     assert "video J&amp;F vs float (%)</th><td>81.23" in text  # beside the image IoU
     assert text.index("image mask IoU") < text.index("video J&amp;F")
     assert 'id="refinement"' in text and "<td>iou</td><td>0.9</td><td>0.95</td>" in text
+    assert text.index("</title>") < text.index('id="refinement"')  # in the page, not its title
     assert 'id="job-progress"' not in text  # no job, no progress panel
+
+
+def test_plan_page_shows_a_stored_lsc_refinement(
+    client: tuple[TestClient, Settings], model: dict[str, Any]
+) -> None:
+    """The refine job's record (an ``artifacts`` row of kind ``refinement``) is shown."""
+    web, settings = client
+    with session_scope(settings.database) as session:
+        plan = PlanRow(
+            model_id=model["id"],
+            request_key="refined",
+            method="fisher_kl",
+            solver="cpsat",
+            budget={"avg_bits": 3},
+            status="optimal",
+            objective=0.02,
+            totals={"memory_bytes": 1000},
+            doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
+            validation_status="not_requested",
+        )
+        session.add(plan)
+        session.flush()
+        report = {"before": {"iou": 0.8125}, "after": {"iou": 0.875}, "seconds_per_step": 0.4}
+        doc = {"status": "succeeded", "steps": 10, "report": report}
+        session.add(
+            ArtifactRow(
+                kind="refinement", key="lsc-x", plan_id=plan.id, model_id=model["id"], doc=doc
+            )
+        )
+        plan_id = plan.id
+    text = web.get(f"/dashboard/plans/{plan_id}").text
+    assert text.index("</title>") < text.index('id="refinement"')
+    assert "<td>iou</td><td>0.8125</td><td>0.875</td>" in text
