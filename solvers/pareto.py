@@ -23,6 +23,9 @@ __all__ = ["PARETO_FORMAT", "FrontPoint", "Front", "pareto_front", "budget_range
 
 PARETO_FORMAT = "bitbudget.pareto/v1"
 METHODS = ("auto", "dp", "cpsat", "milp", "lagrangian")
+WARM = ("cpsat", "lagrangian")  # backends that take a neighbouring point's prices
+MIN_POINT_SECONDS = 0.02  # least time a point gets under ``total_time``
+TIME_SHARE = 0.85  # of a point's even share, the rest covers model building and plan checks
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,14 @@ def pareto_front(
     method: str = "auto",
     time_limit: float | None = None,
     max_bins: int = MAX_BINS,
+    total_time: float | None = None,
 ) -> Front:
-    """Least loss for ``points`` budgets of ``resource`` between lo and hi (default: its range)."""
+    """Least loss for ``points`` budgets of ``resource`` between lo and hi (default: its range).
+
+    ``time_limit`` caps each point; ``total_time`` caps the whole sweep: each point gets an even
+    share of what is left (at most ``time_limit``). A point cut short by either reports the
+    status and bound its backend proved (``feasible`` with an honest gap), never more.
+    """
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"unknown front method {method!r}; known: {', '.join(METHODS)}")
@@ -116,6 +125,7 @@ def pareto_front(
         raise ValueError(
             f"resource {resource!r}: not carried by every option; have {', '.join(model.reported)}"
         )
+    deadline = None if total_time is None else start + total_time
     least, top = budget_range(model, resource)
     lo, hi = least if lo is None else lo, top if hi is None else hi
     budgets = [float(b) for b in np.linspace(lo, hi, max(points, 1))] if hi > lo else [float(hi)]
@@ -125,7 +135,7 @@ def pareto_front(
     if method == "dp":
         found = _dp_sweep(model, resource, budgets, max_bins)
     else:
-        found = _sweep(model, resource, budgets, method, time_limit)
+        found = _sweep(model, resource, budgets, method, time_limit, deadline)
     front = Front(resource, method, _non_dominated(found, resource), requested=len(budgets))
     front.solve_seconds = time.perf_counter() - start
     return front
@@ -156,16 +166,27 @@ def _dp_sweep(
 
 
 def _sweep(
-    model: Compiled, resource: str, budgets: list[float], method: str, time_limit: float | None
+    model: Compiled,
+    resource: str,
+    budgets: list[float],
+    method: str,
+    time_limit: float | None,
+    deadline: float | None = None,
 ) -> list[FrontPoint]:
-    """Solve budget by budget, upwards; each point starts from the previous point's plan."""
+    """Solve budget by budget, upwards; each point starts from the previous point's plan (still
+    feasible at a larger budget) and, for ``cpsat`` and ``lagrangian``, its Lagrangian prices."""
     out: list[FrontPoint] = []
     hint: np.ndarray | None = None
     prices: list[float] | None = None
-    for b in budgets:
+    for i, b in enumerate(budgets):
         at = model.rebudget(**{resource: b})
-        opts: dict[str, Any] = {"prices": prices} if method == "lagrangian" and prices else {}
-        plan = solve_compiled(at, method, time_limit=time_limit, hint=hint, **opts)
+        opts: dict[str, Any] = {"prices": prices} if method in WARM and prices else {}
+        limit = time_limit
+        if deadline is not None:
+            left = max(deadline - time.perf_counter(), 0.0)
+            share = TIME_SHARE * left / (len(budgets) - i)
+            limit = max(MIN_POINT_SECONDS, share if limit is None else min(limit, share))
+        plan = solve_compiled(at, method, time_limit=limit, hint=hint, **opts)
         if plan.has_solution:
             hint = at.decode(plan.choices)
             prices = plan.extra.get("prices", prices)

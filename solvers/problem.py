@@ -335,6 +335,8 @@ def _validate_budget(p: Problem) -> None:
     """Budgets name known resources, are finite and >= 0, and every option carries them."""
     _resource_map(p.budget, "budget", nullable=True)
     for resource in p.constrained():
+        if resource in p.carried:
+            continue
         for i, layer in enumerate(p.layers):
             for j, opt in enumerate(layer.options):
                 if resource not in opt.costs:

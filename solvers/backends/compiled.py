@@ -149,9 +149,9 @@ class Compiled:
         out.cost = {
             r: [c[idx] for c, idx in zip(cs, keep, strict=True)] for r, cs in self.cost.items()
         }
-        out.edges = {(a, b): m[np.ix_(keep[a], keep[b])] for (a, b), m in self.edges.items()}
-        out.forbid = {(a, b): f[np.ix_(keep[a], keep[b])] for (a, b), f in forbid.items()}
-        for name in ("loss_pad", "cost_pad", "edge_stack"):
+        out.edges = {(a, b): m[keep[a]][:, keep[b]] for (a, b), m in self.edges.items()}
+        out.forbid = {(a, b): f[keep[a]][:, keep[b]] for (a, b), f in forbid.items()}
+        for name in ("loss_pad", "cost_pad", "edge_stack", "treedp", "neighbours"):
             out.__dict__.pop(name, None)
         return out
 
@@ -183,6 +183,22 @@ class Compiled:
             ends[e] = (a, b)
         return stack, ends
 
+    @functools.cached_property
+    def treedp(self) -> Any:
+        """The ``TreeDP`` of this model's pair graph (budget-independent: shared by sweeps)."""
+        from solvers.backends.treedp import TreeDP
+
+        return TreeDP(self)
+
+    @functools.cached_property
+    def neighbours(self) -> list[list[tuple[int, np.ndarray]]]:
+        """Per unit, (neighbour, pair matrix oriented [own choice, neighbour choice])."""
+        out: list[list[tuple[int, np.ndarray]]] = [[] for _ in self.units]
+        for (a, b), matrix in self.edges.items():
+            out[a].append((b, matrix))
+            out[b].append((a, matrix.T))
+        return out
+
     @property
     def sizes(self) -> list[int]:
         """Number of choices of each unit."""
@@ -190,8 +206,7 @@ class Compiled:
 
     def objective(self, choice: np.ndarray) -> float:
         """Σ chosen loss + Σ chosen pair loss, in float."""
-        total = sum(float(loss[c]) for loss, c in zip(self.loss, choice, strict=True))
-        return total + sum(float(m[choice[a], choice[b]]) for (a, b), m in self.edges.items())
+        return float(self.objectives(np.asarray(choice, dtype=np.int64)[None])[0])
 
     def objectives(self, choices: np.ndarray) -> np.ndarray:
         """``objective`` for every row of choices (M, n) at once."""

@@ -138,14 +138,24 @@ def solve_cpsat(
     hint: np.ndarray | None = None,
     workers: int | None = None,
     presolve: bool = True,
+    prices: list[float] | None = None,
 ) -> Result:
     """Solve exactly with CP-SAT (``time_limit`` seconds in all); status from the solver.
 
     With ``presolve`` the Lagrangian fast path first gives an incumbent (used as the hint) and
-    drops choices and pair entries that cannot beat it (``solvers.backends.presolve``).
+    drops choices and pair entries that cannot beat it (``solvers.backends.presolve``); a feasible
+    ``hint`` and ``prices`` (a neighbouring sweep point's) warm-start that fast path.
     """
     start = time.perf_counter()
-    pre = reduce(problem, min(1.0, 0.3 * time_limit) if time_limit else 1.0) if presolve else None
+    pre = None
+    if presolve:
+        feasible_hint = hint if hint is not None and problem.feasible(hint) else None
+        pre = reduce(
+            problem,
+            min(1.0, 0.3 * time_limit) if time_limit else 1.0,
+            hint=feasible_hint,
+            prices=None if prices is None else np.asarray(prices, dtype=float),
+        )
     model = pre.reduction.model if pre else problem
     start_hint = pre.incumbent if pre else None
     if hint is not None and problem.feasible(hint):

@@ -35,13 +35,13 @@ class Reduction:
 
     def shrink(self, choice: np.ndarray) -> np.ndarray | None:
         """An original-model choice in reduced indices, or None if it uses a dropped choice."""
-        out = []
-        for k, c in zip(self.keep, choice, strict=True):
-            hit = np.flatnonzero(k == c)
-            if not hit.size:
+        out = np.zeros(len(self.keep), dtype=np.int64)
+        for u, (k, c) in enumerate(zip(self.keep, choice, strict=True)):
+            hit = np.searchsorted(k, c)
+            if hit >= k.size or k[hit] != c:
                 return None
-            out.append(int(hit[0]))
-        return np.array(out)
+            out[u] = hit
+        return out
 
     def then(self, inner: Reduction) -> Reduction:
         """This reduction followed by one of its model."""
@@ -59,8 +59,10 @@ def fix(model: Compiled, dp: TreeDP, priced: np.ndarray, shift: float, upper: fl
     """Keep what the min-marginals of ``priced`` (n, K; minus ``shift``) allow below ``upper``."""
     limit = upper + _RTOL * max(1.0, abs(upper)) + shift
     nodes, edges = dp.marginals(priced)
-    keep = [np.flatnonzero(mm[:k] <= limit) for mm, k in zip(nodes, model.sizes, strict=True)]
-    keep = [k if k.size else np.arange(n) for k, n in zip(keep, model.sizes, strict=True)]
+    sizes = np.array(model.sizes)
+    ok = (nodes <= limit) & (np.arange(nodes.shape[1])[None, :] < sizes[:, None])
+    split = np.split(np.nonzero(ok)[1], np.cumsum(ok.sum(axis=1))[:-1])
+    keep = [k if k.size else np.arange(n) for k, n in zip(split, sizes, strict=True)]
     forbid = {}
     for key, matrix in model.edges.items():
         old = model.forbid.get(key, np.zeros(matrix.shape, dtype=bool))

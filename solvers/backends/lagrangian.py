@@ -18,7 +18,6 @@ import numpy as np
 from solvers.backends.compiled import Compiled, Result
 from solvers.backends.fixing import Reduction, fix
 from solvers.backends.localsearch import LocalSearch
-from solvers.backends.treedp import TreeDP
 
 __all__ = ["Dual", "LagrangianRun", "run_lagrangian", "solve_lagrangian"]
 
@@ -26,6 +25,7 @@ COARSE_POINTS = 8  # prices per pass on the full model
 COARSE_PASSES = 1  # passes per resource on the full model
 FINE_POINTS = 16  # prices per pass on the reduced model
 FINE_PASSES = 2  # passes per resource and stage on the reduced model
+POOL = 4  # priced optima with the best bounds kept as extra starts for the final swaps
 
 
 class Dual:
@@ -33,7 +33,7 @@ class Dual:
 
     def __init__(self, model: Compiled) -> None:
         self.model = model
-        self.dp = TreeDP(model)
+        self.dp = model.treedp
         self.resources = list(model.capacity)
         self.loss = model.loss_pad
         self.raw = model.cost_pad
@@ -49,6 +49,7 @@ class Dual:
         self.at_best: np.ndarray | None = None  # the priced optimum at best_mu
         self.best: np.ndarray | None = None  # the best feasible choice seen
         self.best_value, self.calls = np.inf, 0
+        self.pool: dict[bytes, tuple[float, np.ndarray]] = {}  # priced optima with top bounds
 
     def priced(self, mu: np.ndarray) -> np.ndarray:
         """Unary terms loss + Σ_r μ_r·cost_r for price vectors mu (M, R): shape (M, n, K)."""
@@ -66,6 +67,12 @@ class Dual:
                 mu[top].copy(),
                 choices[top],
             )
+        if POOL:
+            for i in np.argsort(-bounds)[:POOL]:
+                self.pool.setdefault(choices[i].tobytes(), (float(bounds[i]), choices[i]))
+            if len(self.pool) > POOL:
+                ranked = sorted(self.pool.items(), key=lambda kv: -kv[1][0])[:POOL]
+                self.pool = dict(ranked)
         ok = np.ones(len(mu), dtype=bool)
         if self.resources:
             rows = np.arange(self.loss.shape[0])
@@ -124,13 +131,17 @@ def pattern_search(dual: Dual, passes: int, points: int, width: float) -> None:
 def polish(model: Compiled, starts: list[np.ndarray | None], deadline: float) -> np.ndarray | None:
     """Repair each start and improve it by swaps; the best feasible result, or None."""
     best, value = None, np.inf
+    seen: set[bytes] = set()  # starts tried
+    done: set[bytes] = set()  # repaired starts improved (repairs often converge)
     for start in starts:
-        if start is None:
+        if start is None or (key := np.asarray(start, dtype=np.int64).tobytes()) in seen:
             continue
+        seen.add(key)
         search = LocalSearch(model, start)
         search.repair()
-        if not search.feasible():
+        if not search.feasible() or (key := search.choice.tobytes()) in done:
             continue
+        done.add(key)
         search.improve(deadline)
         if search.feasible() and (v := model.objective(search.choice)) < value:
             best, value = search.choice.copy(), v
@@ -171,9 +182,10 @@ def run_lagrangian(
     """
     dual = Dual(model)
     warm = prices is not None and len(prices) == len(dual.resources)
-    dual.scale = np.where(unary := unary_prices(dual), unary, dual.scale)
     if warm:
         dual.best_mu = np.asarray(prices, dtype=float).copy()
+    if not warm or not np.all(dual.best_mu > 0):  # the scale only centres a zero price
+        dual.scale = np.where(unary := unary_prices(dual), unary, dual.scale)
     pattern_search(dual, COARSE_PASSES * len(dual.resources), COARSE_POINTS, 4.0)
     choice = polish(model, [dual.best, dual.at_best, hint], deadline)
     if choice is None:
@@ -188,7 +200,8 @@ def run_lagrangian(
         dual.best_mu = mu.copy()
         pattern_search(dual, FINE_PASSES * len(dual.resources), FINE_POINTS, 2.0)
         bound = max(bound, min(upper, dual.bound))
-        starts = [dual.best, dual.at_best, red.shrink(choice), *_unpriced(dual)]
+        pool = [c for _, c in dual.pool.values()]
+        starts = [dual.best, dual.at_best, red.shrink(choice), *_unpriced(dual), *pool]
         better = polish(red.model, starts, deadline)
         if better is not None and red.model.objective(better) < upper:
             choice, upper = red.expand(better), red.model.objective(better)

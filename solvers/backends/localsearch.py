@@ -30,10 +30,7 @@ class LocalSearch:
         self.cost = model.cost_pad
         self.cap = np.array(list(model.capacity.values()))
         self.norm = np.maximum(np.abs(self.cap), 1e-300)
-        self.neighbours: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(n)]
-        for (a, b), matrix in model.edges.items():
-            self.neighbours[a].append((b, matrix))
-            self.neighbours[b].append((a, matrix.T))
+        self.neighbours = model.neighbours
         self.refresh()
 
     def refresh(self) -> None:

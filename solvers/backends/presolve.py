@@ -27,20 +27,31 @@ class Presolved:
     reduction: Reduction
     incumbent: np.ndarray | None
     lower: float
+    prices: list[float] | None = None  # the fast path's final prices (warm-start the next point)
 
 
-def reduce(model: Compiled, seconds: float = 1.0) -> Presolved:
-    """Run the fast path (``seconds`` at most for its swaps), then fix with its final prices."""
-    run = run_lagrangian(model, time.perf_counter() + seconds, stages=2)
+def reduce(
+    model: Compiled,
+    seconds: float = 1.0,
+    *,
+    hint: np.ndarray | None = None,
+    prices: np.ndarray | None = None,
+) -> Presolved:
+    """Run the fast path (``seconds`` at most for its swaps), then fix with its final prices.
+
+    ``hint`` (a feasible plan) and ``prices`` (e.g. a neighbouring sweep point's) warm-start it.
+    """
+    run = run_lagrangian(model, time.perf_counter() + seconds, hint, stages=2, prices=prices)
+    mu = [float(m) for m in run.dual.best_mu]
     if run.choice is None or run.reduction is None:
         return Presolved(
-            Reduction(model, [np.arange(k) for k in model.sizes], np.inf), None, run.bound
+            Reduction(model, [np.arange(k) for k in model.sizes], np.inf), None, run.bound, mu
         )
     dual = run.dual
     shift = float(dual.best_mu @ dual.cap)
     inner = fix(run.reduction.model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, run.upper)
     total = run.reduction.then(inner)
-    return Presolved(total, total.shrink(run.choice), run.bound)
+    return Presolved(total, total.shrink(run.choice), run.bound, mu)
 
 
 def combine(model: Compiled, pre: Presolved | None, result: Result) -> Result:
@@ -49,6 +60,8 @@ def combine(model: Compiled, pre: Presolved | None, result: Result) -> Result:
     if pre is None:
         return result
     result.extra = {**pre.reduction.stats(), **result.extra}
+    if pre.prices is not None:
+        result.extra["prices"] = pre.prices
     if result.choice is not None:
         result.choice = pre.reduction.expand(result.choice)
     if pre.incumbent is None or result.status == "infeasible":

@@ -77,26 +77,26 @@ class TreeDP:
                         self.parent[w], self.tree[w] = v, root
                         self.up[w, : matrix.shape[1], : matrix.shape[0]] = matrix.T
                         stack.append(w)
+        self._roots = [v for v in self.order if self.parent[v] < 0]
+        self._downward = [(v, int(self.parent[v])) for v in self.order if self.parent[v] >= 0]
+        self._upward = self._downward[::-1]
+        self._up_kkm = self.up[:, :, :, None]  # [x_v, x_parent, price vector] broadcast
 
     def minimise(self, unary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For unary (M, n, K): (lower bounds (M,), choices (M, n)) of Σ unary + pairs."""
-        acc = unary + self.extra[None]
-        m = acc.shape[0]
-        value = acc[:, self.fixed, 0].sum(axis=1) + self.const
-        for v in reversed(self.order):
-            p = int(self.parent[v])
-            if p < 0:
-                value += acc[:, v].min(axis=1)
-            else:
-                acc[:, p] += (acc[:, v, :, None] + self.up[v]).min(axis=1)
-        choice = np.zeros((m, acc.shape[1]), dtype=np.int64)
-        for v in self.order:
-            p = int(self.parent[v])
-            if p < 0:
-                choice[:, v] = acc[:, v].argmin(axis=1)
-            else:
-                choice[:, v] = (acc[:, v] + self.up[v][:, choice[:, p]].T).argmin(axis=1)
-        return value, choice
+        m = unary.shape[0]
+        acc = np.ascontiguousarray((unary + self.extra[None]).transpose(1, 2, 0))  # (n, K, M)
+        value = acc[self.fixed, 0, :].sum(axis=0) + self.const
+        up, reduce = self._up_kkm, np.minimum.reduce
+        for v, p in self._upward:
+            acc[p] += reduce(acc[v][:, None, :] + up[v], axis=0)
+        choice = np.zeros((acc.shape[0], m), dtype=np.int64)
+        for v in self._roots:
+            choice[v] = acc[v].argmin(axis=0)
+            value += reduce(acc[v], axis=0)
+        for v, p in self._downward:
+            choice[v] = (acc[v] + self.up[v][:, choice[p]]).argmin(axis=0)
+        return value, np.ascontiguousarray(choice.T)
 
     def marginals(self, unary: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
         """Min-marginals for unary (n, K): per unit choice (n, K) and per forest edge entry the

@@ -59,3 +59,29 @@ def test_front_document_and_errors() -> None:
         pareto_front(problem, "bops", 4, method="exact")
     with pytest.raises(NotApplicable, match="needs the other budgets lifted"):
         pareto_front(random_problem(6, 3, 1, chain_only=True), "bops", 4, method="dp")
+
+
+def test_cpsat_sweep_warm_starts_with_prices() -> None:
+    problem = random_problem(10, 4, 11)
+    front = pareto_front(problem, "memory_bytes", 6, method="cpsat")
+    warm = [p for p in front.points if "prices" in p.plan.extra]
+    assert warm and all(len(p.plan.extra["prices"]) == 2 for p in warm)
+    for point in front.points:
+        best, _ = brute_force(problem.with_budget(memory_bytes=point.budget))
+        assert point.plan.status == "optimal"
+        assert point.plan.objective == pytest.approx(best, rel=1e-6)
+
+
+def test_time_boxed_front_reports_honest_statuses() -> None:
+    problem = random_problem(8, 3, 12)
+    front = pareto_front(problem, "memory_bytes", 6, method="cpsat", total_time=0.0)
+    assert front.points
+    for point in front.points:
+        best, _ = brute_force(problem.with_budget(memory_bytes=point.budget))
+        plan = point.plan
+        assert plan.status in ("optimal", "feasible")
+        assert plan.bound <= best + 1e-9 <= plan.objective + 2e-9
+        if plan.status == "optimal":
+            assert plan.objective == pytest.approx(best, rel=1e-6)
+        else:
+            assert plan.gap is not None and plan.gap >= 0
