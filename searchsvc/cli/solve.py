@@ -75,6 +75,12 @@ def pareto_cmd(
         None, "--hi", help="largest budget (default: where loss stops falling)"
     ),
     time_limit: float = typer.Option(None, "--time-limit", help="seconds per point"),
+    total_time: float = typer.Option(
+        None,
+        "--total-time",
+        min=0.01,
+        help="seconds for the whole front (points share what is left)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """The least loss against RESOURCE over a range of budgets (non-dominated points)."""
@@ -90,6 +96,7 @@ def pareto_cmd(
             hi=hi,
             method=method,
             time_limit=time_limit,
+            total_time=total_time,
         )
     except ValueError as exc:
         _fail(str(exc))

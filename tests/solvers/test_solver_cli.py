@@ -111,6 +111,13 @@ def test_pareto_json_and_table(app: typer.Typer, tmp_path: Path) -> None:
     assert f"{front['points'][0]['objective']:.6g}" in table.stdout
     bad = CliRunner().invoke(app, ["pareto", path, "--resource", "flops"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: resource 'flops'")
+    boxed = CliRunner().invoke(
+        app, ["pareto", path, "--points", "5", "--method", "cpsat", "--total-time", "5", "--json"]
+    )
+    assert boxed.exit_code == 0, boxed.stderr
+    assert json.loads(boxed.stdout)["method"] == "cpsat" and json.loads(boxed.stdout)["points"]
+    negative = CliRunner().invoke(app, ["pareto", path, "--total-time", "-1"])
+    assert negative.exit_code == 2 and "--total-time" in negative.stderr
 
 
 def test_the_bitbudget_app_lists_the_solve_module() -> None:
