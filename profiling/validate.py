@@ -210,9 +210,12 @@ def validate_plan(
     multimask: bool = False,
     progress: Progress | None = None,
     video: VideoSpec | None = None,
+    clipping: Path | str | None = None,
 ) -> dict[str, Any]:
     """The validation document of ``plan`` (a ``bitbudget.plan/v1`` doc) on ``loaded``; with
-    ``video``, its ``video`` section too."""
+    ``video``, its ``video`` section too. With ``clipping`` (a Q-SAM2 LSC sidecar), the refined
+    model is the one measured and packed, and ``refinement`` holds the held-out fidelity of
+    post-training clipping (before) and of the learned clipping (after)."""
     from profiling.quant.apply import apply_plan, report_of
     from profiling.quant.pack import predict_bytes
     from profiling.quant.plan import plan_from_json
@@ -223,11 +226,19 @@ def validate_plan(
     qplan = plan_from_json(plan)
     say(0.05, "applying the plan (calibrating quantizers)")
     qmodel = apply_plan(loaded, qplan, calib)
+    ref = TaskAdapter(loaded, multimask)
+    refinement = None
+    if clipping is not None:
+        say(0.25, "measuring post-training clipping before the learned one")
+        ptq = LoadedModel(loaded.spec, qmodel, loaded.weights_hash)
+        before = measure_fidelity(ref, TaskAdapter(ptq, multimask), heldout.samples).to_dict()
+        qmodel = apply_plan(loaded, qplan, calib, clipping=clipping)
+        refinement = {"method": "lsc", "clipping": Path(clipping).name, "before": before}
     say(0.45, "measuring fidelity on the held-out images")
     quant = LoadedModel(loaded.spec, qmodel, loaded.weights_hash)
-    fid = measure_fidelity(
-        TaskAdapter(loaded, multimask), TaskAdapter(quant, multimask), heldout.samples
-    )
+    fid = measure_fidelity(ref, TaskAdapter(quant, multimask), heldout.samples)
+    if refinement is not None:
+        refinement["after"] = fid.to_dict()
     video_doc = None
     if video is not None:
         say(0.6, "tracking clips (video fidelity)")
@@ -262,6 +273,8 @@ def validate_plan(
     }
     if video_doc is not None:
         doc["video"] = video_doc
+    if refinement is not None:
+        doc["refinement"] = refinement
     return doc
 
 
@@ -273,6 +286,7 @@ def run_validation(
     budget_bytes: float | None = None,
     progress: Progress | None = None,
     video: VideoSpec | None = None,
+    clipping: Path | str | None = None,
 ) -> dict[str, Any]:
     """Build the model (unless given) and the data split, then ``validate_plan``."""
     check_plan_doc(plan)
@@ -285,5 +299,5 @@ def run_validation(
     calib, heldout = (data or DataSpec()).sets()
     return validate_plan(
         loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress,
-        video=video,
+        video=video, clipping=clipping,
     )  # fmt: skip

@@ -107,6 +107,8 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
         return doc
     if not (opts["model"] or doc.get("model")):
         _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
+    if opts.get("clipping") is not None and not Path(opts["clipping"]).is_file():
+        _fail(f"--clipping {opts['clipping']}: no such file (an LSC sidecar from bitbudget refine)")
     from profiling.validate import DataSpec, VideoSpec, run_validation  # torch: only here
 
     try:
@@ -117,7 +119,7 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
             art = opts["artifact"] or Path(tmp) / "plan.safetensors"
             return run_validation(
                 doc, spec, art, data, progress=lambda f, m: status.update(f"{f:4.0%} {m}"),
-                video=video,
+                video=video, clipping=opts.get("clipping"),
             )  # fmt: skip
     except (BitbudgetError, ValueError) as exc:
         _fail(str(exc))
@@ -266,14 +268,20 @@ def validate_cmd(
     policy: str = typer.Option(
         None, "--policy", help='--video: fifo | sis | mutual_kv or {"name": ...} (default: plan\'s)'
     ),
+    clipping: Path = typer.Option(
+        None, "--clipping", help="LSC learned-clipping sidecar (bitbudget refine --out)"
+    ),
 ) -> None:
     """Validate a plan against the float model and print its fidelity and size."""
     _source(plan, plan_id, server)
     vreq = _video_request(video, clips, frames, video_folder, policy)
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
-        doc = _local(plan, opts | {"source": source, "artifact": artifact, "video": vreq})
+        extra = {"source": source, "artifact": artifact, "video": vreq, "clipping": clipping}
+        doc = _local(plan, opts | extra)
     else:
+        if clipping is not None:
+            _fail("--clipping is for a local plan; a served plan uses its own refinement")
         doc = _remote(plan_id, server, token, timeout, vreq)
     if out is not None:
         out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
@@ -281,6 +289,10 @@ def validate_cmd(
         print_json(doc)
         return
     console.print(_table(doc))
+    refined = doc.get("refinement") or {}
+    if refined.get("before") and refined.get("after"):
+        before, after = refined["before"].get("iou"), refined["after"].get("iou")
+        console.print(f"LSC refinement: mask IoU {before:.4f} before, {after:.4f} after")
     for reason in doc.get("reasons", []):
         console.print(f"[red]reason:[/] {reason}", highlight=False)
     random_weights_note(bool(doc.get("random_weights")))

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from searchsvc.catalog import repository as models
@@ -119,22 +120,29 @@ def _plan(session: Session, plan_id: int) -> PlanRow:
     return plan
 
 
-def _covers(row: ValidationRow, request: dict[str, Any] | None) -> bool:
-    """Whether ``row`` measures what ``request`` asks (a video request needs the same video)."""
+def _covers(session: Session, row: ValidationRow, request: dict[str, Any] | None) -> bool:
+    """Whether ``row`` measures what ``request`` asks (a video request needs the same video) and
+    the plan as it stands (a finished LSC refinement must have been measured)."""
     wanted = (request or {}).get("video")
-    return not wanted or request_of(row).get("video") == wanted
+    if wanted and request_of(row).get("video") != wanted:
+        return False
+    clipping = refined_clipping(session, plan_id=row.plan_id)
+    if clipping is None or row.status in ("pending", "running"):
+        return True
+    return ((row.metrics or {}).get("refinement") or {}).get("clipping") == clipping.name
 
 
 def queue_validation(
     session: Session, *, settings: Settings, plan_id: int, request: dict[str, Any] | None = None
 ) -> tuple[ValidationRow, JobRow | None]:
     """The plan's current validation when it covers ``request``, or a newly queued one (with its
-    job): asking for video fidelity after an image-only validation validates again."""
+    job): asking for video fidelity after an image-only validation, or validating after an LSC
+    refinement finished, validates again."""
     plan = _plan(session, plan_id)
     if plan.status not in SOLVED:
         raise Conflict(f"plan {plan_id} is {plan.status}; only a solved plan can be validated")
     latest = repository.latest_for_plan(session, plan_id)
-    if latest is not None and latest.status != "error" and _covers(latest, request):
+    if latest is not None and latest.status != "error" and _covers(session, latest, request):
         job = jobs.get(session, latest.job_id) if latest.job_id else None
         return latest, job
     if latest is not None and latest.status in ("pending", "running"):
@@ -175,7 +183,19 @@ def validation_inputs(
         "data": data,
         "budget_bytes": budget,
         "video": video,
+        "clipping": refined_clipping(session, plan_id=plan.id),
     }
+
+
+def refined_clipping(session: Session, *, plan_id: int) -> Path | None:
+    """The learned-clipping sidecar of the plan's newest finished LSC refinement, if any."""
+    from searchsvc.plans.refine import KIND
+
+    stmt = select(ArtifactRow).where(ArtifactRow.plan_id == plan_id, ArtifactRow.kind == KIND)
+    for row in session.scalars(stmt.order_by(ArtifactRow.id.desc())):
+        if (row.doc or {}).get("status") == "done" and row.path and Path(row.path).exists():
+            return Path(row.path)
+    return None
 
 
 def start(session: Session, *, validation_id: int) -> tuple[ValidationRow, PlanRow] | None:

@@ -46,6 +46,7 @@ def run_validate_job(ctx: JobContext) -> dict[str, Any]:
         budget_bytes=inputs["budget_bytes"],
         progress=progress,
         video=inputs["video"],
+        clipping=inputs["clipping"],
     )
     ctx.raise_if_stopped()
     with ctx.session() as session:

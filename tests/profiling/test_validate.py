@@ -100,3 +100,32 @@ def test_unknown_layer_is_refused(sam2_micro: Any, tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no.such.layer"):
         validate_plan(sam2_micro, plan, calib, held, tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_refined_plan_is_validated_with_its_learned_clipping(
+    sam2_micro: Any, tmp_path: Path
+) -> None:
+    """With an LSC sidecar the refined model is measured and packed, and ``refinement`` holds
+    the held-out fidelity before (post-training clipping) and after (learned clipping)."""
+    from profiling.quant.load import load_artifact
+    from profiling.quant.lsc import LscConfig, refine, save_clipping
+    from profiling.quant.pack import save_artifact
+
+    plan = mixed_plan(sam2_micro)
+    calib, held = DataSpec(images=2, holdout=2, n_points=2, n_boxes=1).sets()
+    refined = refine(sam2_micro, plan, calib, held, LscConfig(steps=2))
+    sidecar = tmp_path / "clipping.safetensors"
+    save_clipping(refined.clipping, sidecar)
+    artifact = tmp_path / "refined.safetensors"
+    doc = validate_plan(sam2_micro, plan, calib, held, artifact, clipping=sidecar)
+    ref = doc["refinement"]
+    assert ref["method"] == "lsc" and ref["clipping"] == sidecar.name
+    assert ref["before"]["iou"] == pytest.approx(refined.doc["before"]["iou"], abs=1e-6)
+    assert ref["after"]["iou"] == pytest.approx(refined.doc["after"]["iou"], abs=1e-6)
+    assert doc["metrics"] == ref["after"] and ref["before"] != ref["after"]
+    direct = tmp_path / "direct.safetensors"  # the refined model packed by hand
+    save_artifact(refined.model, plan, direct)
+    got = load_artifact(artifact, sam2_micro).state_dict()
+    want = load_artifact(direct, sam2_micro).state_dict()
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in got)

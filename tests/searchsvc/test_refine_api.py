@@ -77,6 +77,15 @@ def test_refine_over_http(api: httpx.Client, solved_plan: dict[str, Any]) -> Non
     assert len(ref["loss"]["history"]) == 2
     done = api.post(f"/v1/plans/{plan_id}/refine", json=REFINE)
     assert done.status_code == 200 and done.json()["job"]["id"] == job["id"]
+    # a validation after the refinement measures and packs the refined model, before and after
+    v = api.post(f"/v1/plans/{plan_id}/validate")
+    assert v.status_code == 202, v.text
+    assert wait_job(api, v.json()["job"]["id"])["state"] == "succeeded"
+    doc = api.get(f"/v1/plans/{plan_id}/validation").json()["validation"]
+    assert doc["refinement"]["method"] == "lsc" and doc["metrics"] == doc["refinement"]["after"]
+    assert 0 <= doc["refinement"]["before"]["iou"] <= 1
+    again = api.post(f"/v1/plans/{plan_id}/validate")  # it covers the refinement now
+    assert again.status_code == 200, again.text
 
 
 def test_refine_bad_input(api: httpx.Client, solved_plan: dict[str, Any]) -> None:
