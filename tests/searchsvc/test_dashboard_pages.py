@@ -126,6 +126,25 @@ def _inventory(settings: Settings, model_id: int) -> list[dict[str, Any]]:
         return [x for x in row.inventory["layers"] if x.get("weight_numel")]
 
 
+def _solved_plan(session: Any, model_id: int, key: str, validation_status: str) -> PlanRow:
+    """A solved plan row with no layers (the optional sections are what is under test)."""
+    plan = PlanRow(
+        model_id=model_id,
+        request_key=key,
+        method="fisher_kl",
+        solver="cpsat",
+        budget={"memory_mb": 2},
+        status="optimal",
+        objective=0.01,
+        totals={"memory_bytes": 1000},
+        doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
+        validation_status=validation_status,
+    )
+    session.add(plan)
+    session.flush()
+    return plan
+
+
 def test_plan_page_shows_video_and_refinement_when_present(
     client: tuple[TestClient, Settings], model: dict[str, Any]
 ) -> None:
@@ -150,20 +169,7 @@ def test_plan_page_shows_video_and_refinement_when_present(
         "reasons": [],
     }
     with session_scope(settings.database) as session:
-        plan = PlanRow(
-            model_id=model["id"],
-            request_key="x",
-            method="fisher_kl",
-            solver="cpsat",
-            budget={"memory_mb": 2},
-            status="optimal",
-            objective=0.01,
-            totals={"memory_bytes": 1000},
-            doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
-            validation_status="passed",
-        )
-        session.add(plan)
-        session.flush()
+        plan = _solved_plan(session, model["id"], "x", "passed")
         session.add(ValidationRow(plan_id=plan.id, status="passed", metrics=doc))
         plan_id = plan.id
     page = web.get(f"/dashboard/plans/{plan_id}")
@@ -182,22 +188,9 @@ def test_plan_page_shows_a_stored_lsc_refinement(
     """The refine job's record (an ``artifacts`` row of kind ``refinement``) is shown."""
     web, settings = client
     with session_scope(settings.database) as session:
-        plan = PlanRow(
-            model_id=model["id"],
-            request_key="refined",
-            method="fisher_kl",
-            solver="cpsat",
-            budget={"avg_bits": 3},
-            status="optimal",
-            objective=0.02,
-            totals={"memory_bytes": 1000},
-            doc={"format": "bitbudget.plan/v1", "status": "optimal", "choices": {}},
-            validation_status="not_requested",
-        )
-        session.add(plan)
-        session.flush()
+        plan = _solved_plan(session, model["id"], "refined", "not_requested")
         report = {"before": {"iou": 0.8125}, "after": {"iou": 0.875}, "seconds_per_step": 0.4}
-        doc = {"status": "succeeded", "steps": 10, "report": report}
+        doc = {"status": "done", "steps": 10, "report": report}
         session.add(
             ArtifactRow(
                 kind="refinement", key="lsc-x", plan_id=plan.id, model_id=model["id"], doc=doc
