@@ -79,7 +79,8 @@ class TaskAdapter:
         """HxWx3 uint8 RGB -> (1, 3, S, S) normalised pixels."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise BadInput(f"expected an HxWx3 RGB image, got shape {tuple(image.shape)}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        pixels = image if image.flags.writeable else image.copy()  # torch wants writable memory
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
         h, w = image.shape[:2]
         if self.family == "sam2":
             size = (self.size, self.size)
