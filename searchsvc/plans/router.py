@@ -41,6 +41,7 @@ def create_plan(
 ) -> JSONResponse:
     """201 with the plan when a matching profile exists; 202 with a job that profiles first."""
     draft = service.draft_plan(read, settings=settings, body=body)
+    read.commit()  # hand the read connection back before the write session takes one
     result = service.create_plan(session, settings=settings, draft=draft)
     if result.created:
         session.flush()

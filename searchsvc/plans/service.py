@@ -230,6 +230,11 @@ def draft_plan(session: Session, *, settings: Settings, body: PlanCreate) -> Pla
     if earlier is not None and earlier.validate == body.validate_plan:
         draft.earlier = earlier
         return draft
+    _documents.get(session, settings, model.id, profile.id)  # cached: _solved reads no rows
+    # end the read transaction: its pooled connection goes back before the (slow) solve, and a
+    # request never holds a read connection while it waits for a write one (pool exhaustion on
+    # PostgreSQL under load); objects stay readable (expire_on_commit=False)
+    session.commit()
     draft.solved = _solved(
         session,
         settings,
