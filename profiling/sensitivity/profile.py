@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from profiling.errors import BadInput
@@ -45,6 +48,23 @@ class Profile:
         if self.layers:
             doc["losses"] = self.losses()
         return doc
+
+    def save(self, root: Path) -> None:
+        """Write ``root/profile.json`` atomically (what ``cached`` reads back)."""
+        done = root / "profile.json"
+        tmp = done.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_json()))
+        os.replace(tmp, done)
+
+    @classmethod
+    def cached(cls, root: Path) -> Profile | None:
+        """The finished profile in the run folder ``root`` (marked ``cache_hit``), or None."""
+        done = root / "profile.json"
+        if not done.exists():
+            return None
+        profile = cls.from_json(json.loads(done.read_text()))
+        profile.stats["cache_hit"] = True
+        return profile
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Profile:

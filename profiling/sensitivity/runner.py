@@ -3,8 +3,6 @@ profiles by their content key."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,11 +95,9 @@ def run_profile(
         key = req.key(probe.weights_hash)
         del probe
         root = Path(work_dir) / key
-        done = root / "profile.json"
-        if done.exists():
-            profile = Profile.from_json(json.loads(done.read_text()))
-            profile.stats["cache_hit"] = True
-            return profile
+        cached = Profile.cached(root)
+        if cached is not None:
+            return cached
         store = UnitStore(root)
         ctx, loaded = _context(req, store, device, progress, should_stop)
         setup_done = time.perf_counter()
@@ -134,7 +130,5 @@ def run_profile(
             "cache_hit": False,
         },
     )
-    tmp = done.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(profile.to_json()))
-    os.replace(tmp, done)
+    profile.save(root)
     return profile

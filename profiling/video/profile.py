@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -148,11 +147,9 @@ def run_video_profile(
     module: Any = ready.module
     key = _key(loaded, clips, list(candidates), prompt, object_bias_of(module))
     root = Path(work_dir) / key
-    done = root / "profile.json"
-    if done.exists():
-        profile = Profile.from_json(json.loads(done.read_text()))
-        profile.stats["cache_hit"] = True
-        return profile
+    cached = Profile.cached(root)
+    if cached is not None:
+        return cached
     store = UnitStore(root)
     all_layers = memory_path_layers(module)
     with InputRanges(module, all_layers) as ranges:
@@ -183,9 +180,7 @@ def run_video_profile(
         stats={"computed_units": store.computed, "resumed_units": store.resumed,
                "seconds": round(time.perf_counter() - started, 3), "cache_hit": False},
     )  # fmt: skip
-    tmp = done.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(profile.to_json()))
-    os.replace(tmp, done)
+    profile.save(root)
     return profile
 
 
