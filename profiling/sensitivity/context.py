@@ -49,6 +49,21 @@ class Context:
             and (only is None or x.name in only)
         ]
 
+    def per_layer(self, metric: str, compute: Callable[[str], Any]) -> dict[str, Any]:
+        """``compute(name)`` for every weight layer, one checkpointed unit ``metric:name`` each
+        (a resumed run reads finished units back), with progress between units."""
+        layers = self.weight_layers()
+        out: dict[str, Any] = {}
+        for i, name in enumerate(layers):
+            self.tick(i, len(layers), f"{metric} {name}")
+            value = self.store.get(f"{metric}:{name}")
+            if value is None:
+                value = compute(name)
+                self.store.put(f"{metric}:{name}", value)
+            out[name] = value
+        self.tick(len(layers), len(layers), f"{metric} done")
+        return out
+
     def tick(self, done: int, total: int, what: str) -> None:
         """Report progress and honour a stop request between units."""
         if self.should_stop is not None and self.should_stop():

@@ -56,14 +56,4 @@ def joint_kl(ctx: Context, layer: str, w_bits: int, a_bits: int) -> float:
 
 def run_kl(ctx: Context) -> dict[str, Any]:
     """Every weight layer that runs on images; one checkpointed unit per layer."""
-    layers = ctx.weight_layers()
-    out = {}
-    for i, name in enumerate(layers):
-        ctx.tick(i, len(layers), f"kl {name}")
-        result = ctx.store.get(f"kl:{name}")
-        if result is None:
-            result = layer_kl(ctx, name)
-            ctx.store.put(f"kl:{name}", result)
-        out[name] = result
-    ctx.tick(len(layers), len(layers), "kl done")
-    return {"layers": out}
+    return {"layers": ctx.per_layer("kl", lambda name: layer_kl(ctx, name))}

@@ -48,15 +48,6 @@ def importance_and_synergy(
 
 def run_mixqsam(ctx: Context) -> dict[str, Any]:
     """Zero each layer in turn; one checkpointed unit per layer."""
-    layers = ctx.weight_layers()
-    raw: dict[str, list[float]] = {}
-    for i, name in enumerate(layers):
-        ctx.tick(i, len(layers), f"mixqsam {name}")
-        value = ctx.store.get(f"mixqsam:{name}")
-        if value is None:
-            value = _zeroed_kl(ctx, name)
-            ctx.store.put(f"mixqsam:{name}", value)
-        raw[name] = value
-    ctx.tick(len(layers), len(layers), "mixqsam done")
-    omega, synergy = importance_and_synergy(raw, layers)
+    raw: dict[str, list[float]] = ctx.per_layer("mixqsam", lambda name: _zeroed_kl(ctx, name))
+    omega, synergy = importance_and_synergy(raw, list(raw))
     return {"scores": omega, "synergy": synergy, "raw": raw}

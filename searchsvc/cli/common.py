@@ -11,7 +11,15 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-__all__ = ["console", "err_console", "fail", "user_errors", "print_json", "random_weights_note"]
+__all__ = [
+    "console",
+    "err_console",
+    "fail",
+    "user_errors",
+    "print_json",
+    "random_weights_note",
+    "read_json_plan",
+]
 
 # Piped output (CI logs, tests) gets a wide console so that names are never cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -49,3 +57,14 @@ def random_weights_note(random: bool) -> None:
             "[yellow]random_weights: true[/] — seeded random weights, not a checkpoint; "
             "figures show structure, not real accuracy."
         )
+
+
+def read_json_plan(path: Any, label: str) -> Any:
+    """The JSON document in ``path``; an unreadable file or bad JSON raises one ``BadInput``
+    that starts with ``label`` (the caller checks the document's shape)."""
+    from profiling.errors import BadInput
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{label}: cannot read a JSON plan ({exc})") from None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from searchsvc.cli.common import console, fail, print_json, random_weights_note, user_errors
+from searchsvc.cli.common import (
+    console,
+    fail,
+    print_json,
+    random_weights_note,
+    read_json_plan,
+    user_errors,
+)
 
 __all__ = ["register", "quantize_cmd"]
 
@@ -17,10 +23,7 @@ __all__ = ["register", "quantize_cmd"]
 def _read_plan(path: Path) -> dict[str, Any]:
     from profiling.errors import BadInput
 
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"--plan {path}: cannot read a JSON plan ({exc})") from None
+    doc = read_json_plan(path, f"--plan {path}")
     if not isinstance(doc, dict):
         raise BadInput(f"--plan {path}: choices: expected a JSON object")
     return doc

@@ -3,14 +3,20 @@ service database by plan id (the same job ``POST /v1/plans/{id}/refine`` queues)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from searchsvc.cli.common import console, fail, print_json, random_weights_note, user_errors
+from searchsvc.cli.common import (
+    console,
+    fail,
+    print_json,
+    random_weights_note,
+    read_json_plan,
+    user_errors,
+)
 
 __all__ = ["register", "refine_cmd"]
 
@@ -20,10 +26,7 @@ _METRICS = ("iou", "iou_min", "kl", "iou_head_mae")
 def _read_plan(path: Path) -> dict[str, Any]:
     from profiling.errors import BadInput
 
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read a JSON plan ({exc})") from None
+    doc = read_json_plan(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), dict):
         raise BadInput(f"{path}: choices: expected a plan object {{'choices': {{layer: 'w4a8'}}}}")
     return doc

@@ -9,7 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from searchsvc.cli.common import console, fail, print_json, random_weights_note, user_errors
+from searchsvc.cli.common import (
+    console,
+    fail,
+    print_json,
+    random_weights_note,
+    read_json_plan,
+    user_errors,
+)
 
 __all__ = ["register", "video_cmd"]
 
@@ -39,10 +46,7 @@ def _plan(loaded: Any, plan: Path | None, uniform: str | None) -> Any:
         return uniform_plan(loaded.module, uniform)
     if plan is None:
         return None
-    try:
-        doc = json.loads(plan.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"--plan {plan}: cannot read a JSON plan ({exc})") from None
+    doc = read_json_plan(plan, f"--plan {plan}")
     if not isinstance(doc, dict):
         raise BadInput(f"--plan {plan}: expected a JSON object with choices")
     return doc
