@@ -16,11 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from scipy.stats import spearmanr
 
 from profiling.models import ModelSpec
 from profiling.sensitivity import DEFAULT_CANDIDATES, ProfileRequest, run_profile
+from profiling.sensitivity.request import FISHER_SAMPLE
 
 OUT = Path(__file__).parent / "results" / "profile_speed.json"
 
@@ -47,7 +49,15 @@ def _timed(req: ProfileRequest) -> tuple[float, dict]:
 def bench_size(size: int, images: int, sample: int) -> dict:
     spec = ModelSpec("sam2.1-hiera-tiny", image_size=size)
     fisher_s, fisher = _timed(ProfileRequest(spec, "fisher_kl", DEFAULT_CANDIDATES, images=images))
+    # the same estimate over every token (no token sampling), to show what sampling costs
+    full_s, full = _timed(
+        ProfileRequest(
+            spec, "fisher_kl", DEFAULT_CANDIDATES, images=images, options={"fisher_sample": 1.0}
+        )
+    )
     layers = list(fisher["layers"])
+    w_bits = {int(c[1:].split("a")[0]) for c in DEFAULT_CANDIDATES} - {16}
+    a_bits = {int(c.split("a")[1]) for c in DEFAULT_CANDIDATES} - {16}
     step = max(len(layers) // sample, 1)
     picked = layers[::step][:sample]
     opts = {"layers": picked}
@@ -57,8 +67,6 @@ def bench_size(size: int, images: int, sample: int) -> dict:
             spec, "kl", ("w4a16",), images=images, options={"layers": picked, "cache": False}
         )
     )
-    w_bits = {int(c[1:].split("a")[0]) for c in DEFAULT_CANDIDATES} - {16}
-    a_bits = {int(c.split("a")[1]) for c in DEFAULT_CANDIDATES} - {16}
     # set-up (build, inventory, float pass) once, then one perturbation per sampled layer
     per_perturbation = kl["stats"]["cpu_compute_seconds"] / len(picked)
     kl_all_s = kl["stats"]["cpu_setup_seconds"] + per_perturbation * len(layers) * (
@@ -68,6 +76,27 @@ def bench_size(size: int, images: int, sample: int) -> dict:
         [kl["layers"][n]["weight"]["4"] for n in picked],
         [fisher["layers"][n]["weight"]["4"] for n in picked],
     ).correlation
+    rho_full = spearmanr(
+        [kl["layers"][n]["weight"]["4"] for n in picked],
+        [full["layers"][n]["weight"]["4"] for n in picked],
+    ).correlation
+    sampled_vs_full = {
+        f"w{b}": round(
+            float(
+                spearmanr(
+                    [fisher["layers"][n]["weight"][str(b)] for n in layers],
+                    [full["layers"][n]["weight"][str(b)] for n in layers],
+                ).correlation
+            ),
+            4,
+        )
+        for b in sorted(w_bits)
+    }
+    rel = [
+        abs(fisher["layers"][n]["weight"]["4"] / full["layers"][n]["weight"]["4"] - 1)
+        for n in layers
+        if full["layers"][n]["weight"]["4"] > 0
+    ]
     return {
         "image_size": size,
         "images": images,
@@ -76,11 +105,19 @@ def bench_size(size: int, images: int, sample: int) -> dict:
         "time": "CPU seconds of the process (wall seconds beside them)",
         "fisher_kl_seconds": round(fisher_s, 2),
         "fisher_kl_wall_seconds": fisher["stats"]["wall_seconds"],
+        "fisher_sample": FISHER_SAMPLE,
+        "fisher_kl_every_token_seconds": round(full_s, 2),
+        "token_sampling_speedup": round(full_s / fisher_s, 2),
+        "spearman_sampled_vs_every_token_all_layers": sampled_vs_full,
+        "sampled_vs_every_token_w4_relative_error_median": round(float(np.median(rel)), 4),
+        "sampled_vs_every_token_w4_relative_error_max": round(float(np.max(rel)), 4),
         "kl_sample_seconds": round(kl_s, 2),
         "kl_sample_wall_seconds": kl["stats"]["wall_seconds"],
         "kl_all_layers_all_candidates_seconds_extrapolated": round(kl_all_s, 1),
         "speedup_fisher_vs_kl": round(kl_all_s / fisher_s, 1),
         "spearman_w4_on_sample": round(float(rho), 4),
+        "spearman_w4_on_sample_every_token": round(float(rho_full), 4),
+        "speedup_fisher_every_token_vs_kl": round(kl_all_s / full_s, 1),
         "kl_sample_compute_seconds": round(kl["stats"]["cpu_compute_seconds"], 2),
         "kl_sample_compute_seconds_without_block_cache": round(
             nocache["stats"]["cpu_compute_seconds"], 2
@@ -111,6 +148,8 @@ def main() -> None:
             f"{r['image_size']:>5}px  fisher {r['fisher_kl_seconds']:>8.1f}s  "
             f"kl(all, extrap.) {r['kl_all_layers_all_candidates_seconds_extrapolated']:>9.1f}s  "
             f"x{r['speedup_fisher_vs_kl']:<6} rho {r['spearman_w4_on_sample']:.3f}  "
+            f"(every token: {r['fisher_kl_every_token_seconds']:.1f}s "
+            f"rho {r['spearman_w4_on_sample_every_token']:.3f})  "
             f"cache x{r['block_cache_speedup']}"
         )
     print(f"wrote {OUT}")

@@ -87,9 +87,9 @@ class InputRanges:
 
     def _hook(self, name: str) -> Any:
         def hook(mod: nn.Module, args: tuple) -> None:
-            x = args[0].detach()
+            x_lo, x_hi = torch.aminmax(args[0].detach())
             lo, hi = self.ranges.get(name, (float("inf"), float("-inf")))
-            self.ranges[name] = (min(lo, float(x.min())), max(hi, float(x.max())))
+            self.ranges[name] = (min(lo, float(x_lo)), max(hi, float(x_hi)))
 
         return hook
 

@@ -11,11 +11,27 @@ from profiling.errors import BadInput
 from profiling.models import ModelSpec
 from profiling.quant.spec import parse_candidate
 
-__all__ = ["METRICS", "DEFAULT_CANDIDATES", "CODE_VERSION", "ProfileRequest"]
+__all__ = [
+    "METRICS",
+    "DEFAULT_CANDIDATES",
+    "CODE_VERSION",
+    "FISHER_SAMPLE",
+    "ProfileRequest",
+    "sample_fraction",
+]
 
 METRICS = ("kl", "fisher_kl", "mixqsam", "synergy", "wais")
 DEFAULT_CANDIDATES = ("w8a8", "w6a8", "w4a8", "w3a8", "w2a8", "w8a16", "w4a16", "w2a16")
-CODE_VERSION = "profile-1"  # bump when a metric's numbers change
+CODE_VERSION = "profile-2"  # bump when a metric's numbers change
+FISHER_SAMPLE = 0.125  # default share of tokens at which fisher_kl evaluates Δh
+
+
+def sample_fraction(options: dict[str, Any]) -> float:
+    """The ``fisher_sample`` option (share of tokens fisher_kl samples), checked."""
+    value = options.get("fisher_sample", FISHER_SAMPLE)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise BadInput(f"fisher_sample must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class ProfileRequest:
             raise BadInput("candidates: duplicate ids")
         if self.images < 1:
             raise BadInput("images must be at least 1")
+        sample_fraction(self.options)
         object.__setattr__(self, "candidates", tuple(self.candidates))
 
     def key(self, weights_hash: str) -> str:

@@ -44,9 +44,14 @@ def default_device() -> str:
 
 
 def _context(
-    req: ProfileRequest, store: UnitStore, device: str, progress: Any, should_stop: Any
+    req: ProfileRequest,
+    store: UnitStore,
+    device: str,
+    progress: Any,
+    should_stop: Any,
+    loaded: Any = None,
 ) -> tuple[Context, Any]:
-    loaded = build_model(req.model, device=device)
+    loaded = build_model(req.model, device=device) if loaded is None else loaded
     inventory = build_inventory(loaded)
     calib, _ = make_sets(
         load_source(req.source),
@@ -93,13 +98,14 @@ def run_profile(
         torch.manual_seed(req.seed)
         probe = build_model(req.model)
         key = req.key(probe.weights_hash)
-        del probe
         root = Path(work_dir) / key
         cached = Profile.cached(root)
         if cached is not None:
             return cached
         store = UnitStore(root)
-        ctx, loaded = _context(req, store, device, progress, should_stop)
+        reuse = probe if device == "cpu" else None  # built on the CPU already
+        del probe
+        ctx, loaded = _context(req, store, device, progress, should_stop, reuse)
         setup_done = time.perf_counter()
         result = PROCESSORS[req.metric](ctx)
     profile = Profile(

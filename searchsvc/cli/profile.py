@@ -31,6 +31,9 @@ def profile_cmd(
     work_dir: Path = typer.Option(None, help="cache / checkpoint folder"),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     out: Path = typer.Option(..., "--out", help="where to write profile.json"),
+    fisher_sample: float = typer.Option(
+        None, help="fisher_kl: share of tokens for the Δh products (default 1/8; 1 = all)"
+    ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
     from profiling.models import ModelSpec
@@ -43,8 +46,15 @@ def profile_cmd(
             tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
         )
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
+        opts = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
         req = ProfileRequest(
-            spec, metric=metric, candidates=cands, images=images, source=source, seed=seed
+            spec,
+            metric=metric,
+            candidates=cands,
+            images=images,
+            source=source,
+            seed=seed,
+            options=opts,
         )
         columns = (
             TextColumn("{task.description}"),

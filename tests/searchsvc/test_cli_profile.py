@@ -40,3 +40,6 @@ def test_profile_bad_input(tmp_path) -> None:
     assert out.returncode == 2 and "known: kl, fisher_kl" in out.stderr
     out = _cli("profile", "sam2-micro", "--candidates", "w7a8", "--out", str(tmp_path / "p.json"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    out = _cli("profile", "sam2-micro", "--fisher-sample", "0", "--out", str(tmp_path / "p.json"))
+    assert out.returncode == 2 and "fisher_sample must be a number in (0, 1]" in out.stderr
+    assert "Traceback" not in out.stderr
