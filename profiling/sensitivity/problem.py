@@ -63,10 +63,14 @@ def problem_from_profile(
     raw = problem.to_dict()
     pin = pinned_candidate(profile.candidates)
     pinned = [d for n, d in descs.items() if n not in measured]
+    pinned_costs = cost_table(pinned, [pin], hardware=hw)
     raw["layers"] += [
         {"name": n, "options": [{"id": pin, "loss": 0.0, **c[pin]}]}
-        for n, c in cost_table(pinned, [pin], hardware=hw).items()
+        for n, c in pinned_costs.items()
     ]
+    for key in ("bops", "weight_bits"):  # a builder's target-width budgets cover its own layers
+        if raw["budget"].get(key) is not None:
+            raw["budget"][key] += sum(c[pin].get(key, 0.0) for c in pinned_costs.values())
     if pair_profile is not None and profile.metric not in ("mixqsam", "wais"):
         raw["pairs"] += _pairs(pair_profile, raw["layers"])
     weights = sum(x["params"] for x in inventory["layers"] if x.get("weight_numel"))

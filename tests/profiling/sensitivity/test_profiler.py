@@ -149,3 +149,28 @@ def test_problem_from_profile_pins_unmeasured_layers(tmp_path) -> None:
     assert prob.extra["meta"]["pinned"]["memory_attention.layers.0.self_attn.q_proj"] == "w8a8"
     plan = solve(prob, "cpsat")
     assert plan.status in ("optimal", "feasible")
+
+
+def test_mixqsam_target_budgets_count_pinned_layers_at_their_pin(tmp_path) -> None:
+    """Mix-QSAM's own budgets (P·b bits, Σ MACs·b² BOPs) are about the measured layers: the
+    pinned ones are added at their pinned cost, so uniform b-bit stays feasible."""
+    from profiling.inventory import build_inventory
+    from solvers import solve
+
+    prof = run_profile(_req("mixqsam", options={}, images=1), tmp_path)
+    inv = build_inventory(build_model(ModelSpec("sam2-micro"))).to_json()
+    opts = {"bits": (2, 4, 8), "target_bits": 4}
+    prob = problem_from_profile(prof, inv, {}, options=opts)
+    pinned = set(prob.extra["meta"]["pinned"])
+    assert pinned and prob.budget["bops"] is not None
+    uniform = {x.name: ("w8a8" if x.name in pinned else "w4a4") for x in prob.layers}
+    totals = {"bops": 0.0, "weight_bits": 0.0}
+    for layer in prob.layers:
+        opt = layer.options[layer.option_ids().index(uniform[layer.name])]
+        for key in totals:
+            totals[key] += opt.costs[key]
+    assert totals["bops"] == pytest.approx(prob.budget["bops"], rel=1e-9)
+    assert totals["weight_bits"] == pytest.approx(prob.budget["weight_bits"], rel=1e-9)
+    plan = solve(prob, "cpsat")
+    assert plan.status == "optimal"
+    assert plan.totals["bops"] <= prob.budget["bops"] * (1 + 1e-9)
