@@ -11,7 +11,11 @@ from the stored plan) then GET that plan:
   latencies are concurrency / throughput, whatever the per-request cost.
 
 Reports p50/p95 per kind, status counts, errors and throughput for both phases, and the machine's
-load average (the numbers are only comparable at similar load).
+load average (the numbers are only comparable at similar load). The load generator runs on the
+same cores as the server, so it is kept lean: its clients are made before the clock starts, and
+by default it speaks plain HTTP/1.1 keep-alive (``--client raw``) instead of httpx, which costs as
+much CPU per request as the server does (``--client httpx`` measures with it). ``--trace FILE``
+writes every request (kind, client, round, start, latency, status) for a closer look.
 Run: .venv/bin/python bench/api_load.py  (writes bench/results/api_load.json)
 """
 
@@ -26,11 +30,13 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +104,89 @@ def _budgets(count: int, shift: float) -> list[dict[str, float]]:
     return out + [{"avg_bits": b} for b in bits]
 
 
+@dataclass
+class _Reply:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _RawClient:
+    """A lean HTTP/1.1 keep-alive client on one asyncio connection (``--client raw``).
+
+    The load generator shares the machine's cores with the server; httpx spends ~3 ms of CPU per
+    request (as much as the server) and, with 50 clients on one event loop, that time queues in
+    front of every measurement. This client writes the request and reads a Content-Length body
+    (uvicorn always sends one for these endpoints): ~0.1 ms per request.
+    """
+
+    def __init__(self, base: str, headers: dict[str, str], timeout: float) -> None:
+        url = httpx.URL(base)
+        self.host, self.port, self.timeout = url.host, url.port or 80, timeout
+        self.headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def __aenter__(self) -> _RawClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+    async def _exchange(self, request: bytes) -> _Reply:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._streams
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        body = await reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            writer.close()
+            self._streams = None
+        return _Reply(status, body)
+
+    async def _send(self, method: str, path: str, body: bytes | None) -> _Reply:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.headers}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        request = (head + "\r\n").encode() + (body or b"")
+        fresh = self._streams is None
+        try:
+            return await asyncio.wait_for(self._exchange(request), self.timeout)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self._streams = None
+            if fresh:
+                raise
+            # the server closed an idle keep-alive connection: once more on a new one
+            return await asyncio.wait_for(self._exchange(request), self.timeout)
+
+    async def post(self, path: str, json: Any) -> _Reply:
+        return await self._send("POST", path, _dumps(json).encode())
+
+    async def get(self, path: str) -> _Reply:
+        return await self._send("GET", path, None)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc)  # (``json`` is a parameter name in the methods above)
+
+
+_FAILURES = (httpx.HTTPError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError)
+
+
 async def _client(
-    base: str,
-    token: str,
+    client: Any,
     model_id: int,
     budgets: list[dict],
     n: int,
@@ -108,11 +194,10 @@ async def _client(
     think: float,
     out: dict,
 ) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(offset)
     await asyncio.sleep(rng.uniform(0, think))  # clients arrive spread over one think time
     extra = {"candidates": CANDIDATES, "images": 2}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
+    async with client:
         for i in range(n):
             budget = budgets[(offset + i) % len(budgets)]
             start = time.perf_counter()
@@ -120,21 +205,23 @@ async def _client(
                 r = await client.post(
                     "/v1/plans", json={"model_id": model_id, "budget": budget} | extra
                 )
-            except httpx.HTTPError as exc:
+            except _FAILURES as exc:
                 out["errors"].append(f"POST: {exc!r}")
                 continue
             out["post"].append(time.perf_counter() - start)
             out["post_status"].append(r.status_code)
+            out["trace"].append(("POST", offset, i, start, out["post"][-1], r.status_code))
             if r.status_code not in (200, 201):
                 out["errors"].append(f"POST {budget}: {r.status_code} {r.text[:200]}")
                 continue
             start = time.perf_counter()
             try:
                 g = await client.get(f"/v1/plans/{r.json()['id']}")
-            except httpx.HTTPError as exc:
+            except _FAILURES as exc:
                 out["errors"].append(f"GET: {exc!r}")
                 continue
             out["get"].append(time.perf_counter() - start)
+            out["trace"].append(("GET", offset, i, start, out["get"][-1], g.status_code))
             if g.status_code != 200:
                 out["errors"].append(f"GET: {g.status_code} {g.text[:200]}")
             await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
@@ -160,18 +247,31 @@ def _summary(values: list[float]) -> dict[str, Any]:
 async def _load(
     args: argparse.Namespace, base: str, token: str, model_id: int, think: float, seed: int
 ) -> dict:
-    out: dict[str, list] = {"post": [], "get": [], "post_status": [], "errors": []}
+    out: dict[str, list] = {"post": [], "get": [], "post_status": [], "errors": [], "trace": []}
     budgets = _budgets(args.budgets, 0.0 if think else 0.01)  # fresh budgets in each phase
+    # every client has its own connection; they are made before the clock starts and share one
+    # TLS context: building one per client (httpx loads the CA bundle, ~80 ms of CPU each) used
+    # to stall this event loop for seconds at the start of a phase, which the first round's
+    # latencies then counted as server time
+    tls = ssl.create_default_context()
+    headers = {"Authorization": f"Bearer {token}"}
+    clients: list[Any] = [
+        _RawClient(base, headers, timeout=120)
+        if args.client == "raw"
+        else httpx.AsyncClient(base_url=base, headers=headers, timeout=120, verify=tls)
+        for _ in range(args.clients)
+    ]
     start = time.perf_counter()
     await asyncio.gather(
         *(
-            _client(
-                base, token, model_id, budgets, args.requests, seed + c * args.requests, think, out
-            )
-            for c in range(args.clients)
+            _client(client, model_id, budgets, args.requests, seed + c * args.requests, think, out)
+            for c, client in enumerate(clients)
         )
     )
     out["wall_s"] = [time.perf_counter() - start]
+    out["trace"] = [
+        (k, c, i, round(t - start, 4), round(s, 4), code) for k, c, i, t, s, code in out["trace"]
+    ]
     return out
 
 
@@ -204,8 +304,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budgets", type=int, default=16, help="distinct budgets in the pool")
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between rounds, s")
     parser.add_argument("--database-url", default=None, help="default: the embedded SQLite")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator's HTTP client: a lean keep-alive one (default) or httpx",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--keep", action="store_true", help="keep the data dir and server log")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="also write every request (kind, client, round, "
+        "start s, latency s, status) of both phases to this JSON file",
+    )
     args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="bb-api-load-")
     try:
@@ -244,12 +357,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "model": "sam2-micro",
             "profile": {"metric": "fisher_kl", "candidates": CANDIDATES, "images": 2},
             "solver": "cpsat (server default)",
+            "client": args.client,
         },
         "profile_seconds": round(profile_s, 2),
         "targets": TARGETS,
         "paced": _scenario(paced, args.think),
         "saturation": _scenario(burst, 0.0),
     }
+    if args.trace is not None:
+        args.trace.write_text(json.dumps({"paced": paced["trace"], "saturation": burst["trace"]}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

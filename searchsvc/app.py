@@ -26,10 +26,12 @@ def _startup(settings: Settings) -> None:
     from searchsvc.jobs.dispatch import configure_dispatcher
     from searchsvc.jobs.reconciler import reconcile
     from searchsvc.jobs.registry import load_tasks
+    from searchsvc.plans.service import configure_solver
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database)
     load_tasks()
+    configure_solver(settings)
     configure_dispatcher(settings)
     requeued = reconcile(settings, fresh_process=settings.embedded)
     if requeued:
@@ -42,10 +44,12 @@ def _lifespan(settings: Settings) -> Any:
         from starlette.concurrency import run_in_threadpool
 
         from searchsvc.jobs.dispatch import shutdown_dispatcher
+        from searchsvc.plans.service import shutdown_solver
 
         await run_in_threadpool(_startup, settings)
         yield
         shutdown_dispatcher(settings)
+        shutdown_solver()
 
     return lifespan
 

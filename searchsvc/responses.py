@@ -8,15 +8,29 @@ the request scope commits as soon as the view returns.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-__all__ = ["json_response"]
+__all__ = ["json_response", "to_json"]
+
+
+class _Rendered(JSONResponse):
+    """A JSONResponse whose body is already JSON bytes."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
+
+
+def to_json(model: BaseModel) -> bytes:
+    """``model`` as JSON bytes (by alias); pydantic's serializer writes them directly, several
+    times faster than ``model_dump`` then ``json.dumps``."""
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 def json_response(
     model: BaseModel, status_code: int, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """``model`` as JSON (by alias), with a status and headers."""
-    body = model.model_dump(mode="json", by_alias=True)
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    return _Rendered(to_json(model), status_code=status_code, headers=headers)

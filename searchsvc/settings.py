@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
+import os
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,6 +75,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="how often the worker reconciles"
     )
     solve_time_limit_s: float = Field(default=10.0, gt=0, le=3600)
+    solve_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="worker processes the API solves in (0: its own threads; default: cores - 1)",
+    )
     default_metric: str = "fisher_kl"
     default_images: int = Field(default=8, ge=1, le=1024)
     default_candidates: Annotated[list[str], NoDecode] = Field(
@@ -150,9 +157,10 @@ class Settings(BaseSettings):
             raise ValueError(f"BITBUDGET_DATA_DIR: {self.data_dir} exists and is not a directory")
         return self
 
-    @property
+    @cached_property
     def database(self) -> str:
-        """The database URL, defaulting to ``data_dir/bitbudget.db``."""
+        """The database URL, defaulting to ``data_dir/bitbudget.db`` (computed once: every
+        request asks for it, and resolving the path costs a few system calls)."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'bitbudget.db').resolve()}"
@@ -166,6 +174,16 @@ class Settings(BaseSettings):
     def profile_dir(self) -> Path:
         """The profiler's work dir (per-layer checkpoints, shared by every worker)."""
         return (self.data_dir / "profiles").resolve()
+
+    @property
+    def solver_processes(self) -> int:
+        """Worker processes the API server solves plans in (0: threads of its own process).
+
+        By default one less than the cores (at least one): a CPU-bound solve then never holds
+        the server's GIL while it answers other requests."""
+        if self.solve_processes is not None:
+            return self.solve_processes
+        return max(1, min(4, (os.cpu_count() or 1) - 1))
 
     @property
     def embedded(self) -> bool:

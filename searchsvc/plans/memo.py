@@ -1,50 +1,115 @@
 """Solved plans by request key: each distinct request is solved once per process, even when many
 clients send it at the same moment, and at most ``slots`` solves run at once (the rest of the
-API keeps its share of the CPU)."""
+API keeps its share of the CPU).
+
+A solve runs on an executor and every caller gets a ``concurrent.futures.Future``: a thread
+(the job runner, the CLI) waits on ``result()``; the API awaits it (``asyncio.wrap_future``)
+without holding a worker thread. By default the executor is a pool of ``slots`` threads; the
+API server switches to a pool of worker *processes* (``use_processes``) so that a CPU-bound
+solve never holds the server's GIL while it answers other requests.
+"""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = ["SolveMemo"]
 
+log = logging.getLogger(__name__)
+
 
 class SolveMemo:
-    """A bounded, thread-safe memo with one computation in flight per key."""
+    """A bounded, thread-safe memo of futures with one computation in flight per key."""
 
     def __init__(self, size: int, slots: int) -> None:
         self.size = size
+        self.slots = max(slots, 1)
         self._lock = threading.Lock()
         self._done: OrderedDict[str, Any] = OrderedDict()
-        self._flights: dict[str, threading.Lock] = {}
-        self._slots = threading.BoundedSemaphore(max(slots, 1))
+        self._flights: dict[str, Future[Any]] = {}
+        self._executor: Executor | None = None
+        self._processes = 0
 
-    def _cached(self, key: str) -> tuple[bool, Any]:
+    @property
+    def processes(self) -> int:
+        """Worker processes solving (0: threads of this process)."""
+        return self._processes
+
+    def use_processes(self, processes: int) -> None:
+        """Solve in ``processes`` worker processes (started on the first solve); 0: threads."""
+        with self._lock:
+            if processes == self._processes:
+                return
+            old, self._executor, self._processes = self._executor, None, max(processes, 0)
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """Stop the executor (a later solve starts a new one)."""
+        with self._lock:
+            old, self._executor = self._executor, None
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+
+    def _pool(self) -> Executor:
+        """The executor (under ``_lock``), created on first use."""
+        if self._executor is None:
+            if self._processes:
+                # spawn: the server has threads, and forking a threaded process is unsafe
+                context = multiprocessing.get_context("spawn")
+                self._executor = ProcessPoolExecutor(self._processes, mp_context=context)
+            else:
+                self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="solve")
+        return self._executor
+
+    def clear(self) -> None:
+        """Forget every finished value (in-flight solves finish and are kept)."""
+        with self._lock:
+            self._done.clear()
+
+    def submit(self, key: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """A future of ``fn(*args)`` for ``key``: done when memoised, the running one when in
+        flight, else a new computation. ``fn`` and ``args`` must pickle (worker processes)."""
         with self._lock:
             if key in self._done:
                 self._done.move_to_end(key)
-                return True, self._done[key]
-            return False, None
+                ready: Future[Any] = Future()
+                ready.set_result(self._done[key])
+                return ready
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight
+            try:
+                flight = self._pool().submit(fn, *args)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh
+                log.warning("the solver process pool broke; starting a new one")
+                self._executor = None
+                flight = self._pool().submit(fn, *args)
+            self._flights[key] = flight
+        flight.add_done_callback(lambda f: self._land(key, f))
+        return flight
+
+    def _land(self, key: str, future: Future[Any]) -> None:
+        """Keep a successful value; a failure is not memoised (the next request tries again)."""
+        with self._lock:
+            if self._flights.get(key) is future:
+                del self._flights[key]
+            if future.cancelled() or future.exception() is not None:
+                if isinstance(future.exception(), BrokenProcessPool):
+                    self._executor = None
+                return
+            self._done[key] = future.result()
+            self._done.move_to_end(key)
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        """The value for ``key``, computing it (once, under a solve slot) when missing."""
-        hit, value = self._cached(key)
-        if hit:
-            return value
-        with self._lock:
-            flight = self._flights.setdefault(key, threading.Lock())
-        with flight:
-            hit, value = self._cached(key)
-            if hit:
-                return value
-            with self._slots:
-                value = compute()
-            with self._lock:
-                self._done[key] = value
-                while len(self._done) > self.size:
-                    self._done.popitem(last=False)
-                self._flights.pop(key, None)
-        return value
+        """The value for ``key``, computing it (once, on the executor) when missing."""
+        return self.submit(key, compute).result()

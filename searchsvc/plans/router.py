@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
-from fastapi.responses import JSONResponse
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from searchsvc.catalog.service import get_model
+from searchsvc.db.session import session_scope
 from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
-from searchsvc.plans import refine, service
+from searchsvc.plans import plan_cache, refine, service
 from searchsvc.plans.schemas import (
     PlanAccepted,
     PlanCreate,
@@ -18,8 +23,38 @@ from searchsvc.plans.schemas import (
     RefineCreate,
 )
 from searchsvc.responses import json_response
+from searchsvc.settings import Settings
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
+
+
+def _draft(settings: Settings, body: PlanCreate) -> service.PlanDraft | Response:
+    """Check the request; the response when it needs no solve (an earlier identical plan, or a
+    profile to make first), else the draft whose solve was just started."""
+    with session_scope(settings.database, write=False) as read:
+        draft = service.draft_plan(read, settings=settings, body=body, wait=False)
+    if draft.solving is not None and not draft.solving.done():
+        return draft
+    draft.finish()  # solved before (memoised): a 400 / 422 when it has no plan
+    return _store(settings, draft)
+
+
+def _store(settings: Settings, draft: service.PlanDraft) -> Response:
+    """Write the drafted plan (after its solve) and answer 201, 200 or 202."""
+    if draft.solved is not None:
+        with session_scope(settings.database, write=False) as read:
+            service.find_earlier(read, draft=draft)
+    with session_scope(settings.database) as session:
+        result = service.create_plan(session, settings=settings, draft=draft)
+        if result.created:
+            session.flush()
+        out = service.plan_out(result.plan, draft.model)
+        headers = {"Location": f"/v1/plans/{result.plan.id}"}
+        if result.job is not None:
+            accepted = PlanAccepted(plan=out, job=job_out(session, result.job))
+            return json_response(accepted, status.HTTP_202_ACCEPTED, headers)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return json_response(out, code, headers)
 
 
 @router.post(
@@ -32,38 +67,74 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
         422: {"description": "the budget cannot be met (with the least achievable values)"},
     },
 )
-def create_plan(
-    body: PlanCreate,
-    read: ReadSessionDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    _: WriterDep,
-) -> JSONResponse:
-    """201 with the plan when a matching profile exists; 202 with a job that profiles first."""
-    draft = service.draft_plan(read, settings=settings, body=body)
-    read.commit()  # hand the read connection back before the write session takes one
-    result = service.create_plan(session, settings=settings, draft=draft)
-    if result.created:
-        session.flush()
-    out = service.plan_out(result.plan, draft.model)
-    headers = {"Location": f"/v1/plans/{result.plan.id}"}
-    if result.job is not None:
-        accepted = PlanAccepted(plan=out, job=job_out(session, result.job))
-        return json_response(accepted, status.HTTP_202_ACCEPTED, headers)
-    code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-    return json_response(out, code, headers)
+async def create_plan(body: PlanCreate, settings: SettingsDep, _: WriterDep) -> Response:
+    """201 with the plan when a matching profile exists; 202 with a job that profiles first.
+
+    The database work runs in worker threads; the solve runs on the solver pool (worker
+    processes in the server) and is awaited here, so a request waiting for its solve holds no
+    thread and no connection."""
+    drafted = await run_in_threadpool(_draft, settings, body)
+    if isinstance(drafted, Response):
+        return drafted
+    assert drafted.solving is not None
+    # shielded: a client that hangs up must not cancel the solve other requests share
+    await asyncio.shield(asyncio.wrap_future(drafted.solving))
+    drafted.finish()  # a 400 / 422 when the solve has no plan
+    return await _store_once(settings, drafted)
 
 
-@router.get("/{plan_id}", response_model=PlanOut)
-def get_plan(plan_id: int, session: ReadSessionDep) -> PlanOut:
-    """One plan with its ``bitbudget.plan/v1`` document and its newest validation."""
+_storing: dict[tuple[int, str], asyncio.Future[None]] = {}
+
+
+async def _store_once(settings: Settings, draft: service.PlanDraft) -> Response:
+    """Store a solved draft; identical requests that waited for the same solve wait (holding no
+    thread) until the first one has written the plan, then read it instead of each taking the
+    write lock (on SQLite they would queue on it, each holding a worker thread meanwhile)."""
+    key = (id(asyncio.get_running_loop()), draft.request_key)
+    writing = _storing.get(key)
+    if writing is not None:
+        await asyncio.shield(writing)
+        return await run_in_threadpool(_store, settings, draft)
+    _storing[key] = asyncio.get_running_loop().create_future()
+    try:
+        return await run_in_threadpool(_store, settings, draft)
+    finally:
+        _storing.pop(key).set_result(None)
+
+
+def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:
+    """The plan resource as JSON and its ETag (cached until the plan or what it embeds changes)."""
     from searchsvc.validation.service import plan_validation
 
-    plan = service.get_plan(session, plan_id=plan_id)
-    out = service.plan_out(plan, get_model(session, model_id=plan.model_id))
-    out.validation = plan_validation(session, plan_id=plan.id)
-    out.refinement = refine.plan_refinement(session, plan_id=plan.id)
-    return out
+    def build() -> PlanOut:
+        plan = service.get_plan(session, plan_id=plan_id)
+        out = service.plan_out(plan, get_model(session, model_id=plan.model_id))
+        out.validation = plan_validation(session, plan_id=plan.id)
+        out.refinement = refine.plan_refinement(session, plan_id=plan.id)
+        return out
+
+    with session_scope(settings.database, write=False) as session:
+        cached = plan_cache.lookup(session, settings.database, plan_id)
+        if cached is not None:
+            return cached
+        return plan_cache.store(session, settings.database, plan_id, build)
+
+
+@router.get(
+    "/{plan_id}",
+    response_model=PlanOut,
+    responses={304: {"description": "not modified (the `If-None-Match` ETag is current)"}},
+)
+async def get_plan(
+    plan_id: int,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """One plan with its ``bitbudget.plan/v1`` document and its newest validation."""
+    body, etag = await run_in_threadpool(_plan_json, settings, plan_id)
+    if if_none_match is not None and plan_cache.etag_matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.post(

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import BrokenExecutor, CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,12 @@ from sqlalchemy.orm import Session
 from searchsvc.catalog import repository as models
 from searchsvc.catalog.service import get_model
 from searchsvc.db.tables import JobRow, ModelRow, PlanRow
-from searchsvc.errors import BadInput, InfeasibleBudget, NotFound
+from searchsvc.errors import BadInput, InfeasibleBudget, NotFound, Unavailable
 from searchsvc.jobs.service import create_job
 from searchsvc.plans import repository
 from searchsvc.plans.memo import SolveMemo
 from searchsvc.plans.schemas import GIGA, MB, Budget, PlanCreate, PlanOut
+from searchsvc.plans.solving import solve_budget
 from searchsvc.plans.validation import request_validation
 from searchsvc.profiles import repository as profiles
 from searchsvc.profiles.service import profile_request, request_profile
@@ -29,7 +31,11 @@ __all__ = [
     "SOLVE",
     "PlanResult",
     "PlanDraft",
+    "configure_solver",
+    "shutdown_solver",
+    "solve_outcome",
     "draft_plan",
+    "find_earlier",
     "create_plan",
     "solve_queued",
     "record_solution",
@@ -126,6 +132,16 @@ _documents = _Documents()
 _memo = SolveMemo(size=1024, slots=os.cpu_count() or 1)
 
 
+def configure_solver(settings: Settings) -> None:
+    """Where this process solves: ``settings.solver_processes`` worker processes, or threads."""
+    _memo.use_processes(settings.solver_processes)
+
+
+def shutdown_solver() -> None:
+    """Stop the solver's workers (a later solve starts them again)."""
+    _memo.shutdown()
+
+
 def user_units(values: dict[str, Any], numel: int) -> dict[str, float]:
     """Problem resources in the budget's units: memory_mb, bops_g, latency_ms, avg_bits."""
     out: dict[str, float] = {}
@@ -158,6 +174,38 @@ def _infeasible(solved: Any, numel: int) -> InfeasibleBudget:
     return InfeasibleBudget(head + "; ".join(parts), least={k: least[k] for k in over or least})
 
 
+def _solve_future(
+    session: Session,
+    settings: Settings,
+    *,
+    model_id: int,
+    profile_id: int,
+    request_key: str,
+    budget: dict[str, Any],
+    hardware: str | None,
+    solver: str,
+) -> tuple[Future[Any], int]:
+    """The (memoised) solve of a budget over a ready profile, running or done, and the model's
+    weight count (for the 422's units)."""
+    profile, inventory = _documents.get(session, settings, model_id, profile_id)
+    limits = Budget.model_validate(budget).limits()
+    args = (profile, inventory, limits, hardware, solver, settings.solve_time_limit_s)
+    return _memo.submit(request_key, solve_budget, *args), _weight_numel(inventory)
+
+
+def solve_outcome(future: Future[Any], numel: int) -> Any:
+    """A finished solve's plan; a bad problem is a 400, an infeasible budget a 422."""
+    try:
+        solved = future.result()
+    except ValueError as exc:  # ProblemError, unsupported hardware/candidate combinations
+        raise BadInput(str(exc)) from None
+    except (BrokenExecutor, CancelledError):  # a solver process died, or the server stops
+        raise Unavailable("the solver stopped before this plan was solved; send it again") from None
+    if solved.status == "infeasible":
+        raise _infeasible(solved, numel)
+    return solved
+
+
 def _solved(
     session: Session,
     settings: Settings,
@@ -170,23 +218,17 @@ def _solved(
     solver: str,
 ) -> Any:
     """The solver's plan over a ready profile (memoised); an infeasible budget raises a 422."""
-    from profiling.sensitivity import problem_from_profile
-    from solvers import solve
-
-    profile, inventory = _documents.get(session, settings, model_id, profile_id)
-    limits = Budget.model_validate(budget).limits()
-
-    def compute() -> Any:
-        problem = problem_from_profile(profile, inventory, limits, hardware)
-        return solve(problem, solver, time_limit=settings.solve_time_limit_s)
-
-    try:
-        solved = _memo.get(request_key, compute)
-    except ValueError as exc:  # ProblemError, unsupported hardware/candidate combinations
-        raise BadInput(str(exc)) from None
-    if solved.status == "infeasible":
-        raise _infeasible(solved, _weight_numel(inventory))
-    return solved
+    future, numel = _solve_future(
+        session,
+        settings,
+        model_id=model_id,
+        profile_id=profile_id,
+        request_key=request_key,
+        budget=budget,
+        hardware=hardware,
+        solver=solver,
+    )
+    return solve_outcome(future, numel)
 
 
 def _apply(plan: PlanRow, solved: Any) -> None:
@@ -207,13 +249,23 @@ class PlanDraft:
     profile_id: int | None = None
     earlier: PlanRow | None = None
     solved: Any = None
+    solving: Future[Any] | None = None  # the solve, while ``solved`` is not read yet
+    numel: int = 0
+
+    def finish(self) -> None:
+        """Read the finished solve into ``solved`` (a 400 or 422 when it has none)."""
+        if self.solving is not None and self.solved is None:
+            self.solved = solve_outcome(self.solving, self.numel)
 
 
-def draft_plan(session: Session, *, settings: Settings, body: PlanCreate) -> PlanDraft:
+def draft_plan(
+    session: Session, *, settings: Settings, body: PlanCreate, wait: bool = True
+) -> PlanDraft:
     """Check a request and solve it when a matching profile is ready (reads only).
 
     Solving happens here, outside the write transaction, so that a slow or waiting solve never
-    holds the database (on SQLite, the one write lock).
+    holds the database (on SQLite, the one write lock). With ``wait=False`` the solve is only
+    started (``draft.solving``): the caller awaits it, then calls ``draft.finish()``.
     """
     method = body.method or settings.default_metric
     solver = body.solver or settings.default_solver
@@ -235,7 +287,7 @@ def draft_plan(session: Session, *, settings: Settings, body: PlanCreate) -> Pla
     # request never holds a read connection while it waits for a write one (pool exhaustion on
     # PostgreSQL under load); objects stay readable (expire_on_commit=False)
     session.commit()
-    draft.solved = _solved(
+    draft.solving, draft.numel = _solve_future(
         session,
         settings,
         model_id=model.id,
@@ -245,13 +297,25 @@ def draft_plan(session: Session, *, settings: Settings, body: PlanCreate) -> Pla
         hardware=body.budget.hardware,
         solver=solver,
     )
+    if wait:
+        draft.finish()
     return draft
+
+
+def find_earlier(session: Session, *, draft: PlanDraft) -> None:
+    """After a solve, look (reads only) for the plan an identical request stored meanwhile: many
+    clients that waited for one solve then need no write transaction (on SQLite, the one lock)."""
+    if draft.earlier is None:
+        earlier = repository.solved_by_request_key(session, draft.request_key)
+        if earlier is not None and earlier.validate == draft.body.validate_plan:
+            draft.earlier = earlier
 
 
 def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> PlanResult:
     """Store a drafted plan: solved (201), an earlier identical one (200), or queued (202)."""
     if draft.earlier is not None:
         return PlanResult(draft.earlier, None, False)
+    draft.finish()
     if draft.solved is not None:  # solved meanwhile by a concurrent identical request?
         earlier = repository.solved_by_request_key(session, draft.request_key)
         if earlier is not None and earlier.validate == draft.body.validate_plan:
