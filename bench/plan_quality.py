@@ -37,6 +37,7 @@ import torch
 from scipy.stats import spearmanr
 
 from profiling.calibration import load_source, make_sets
+from profiling.errors import BitbudgetError
 from profiling.evaluate import measure_fidelity, reference_outputs
 from profiling.inventory import build_inventory
 from profiling.models import LoadedModel, ModelSpec, build_model
@@ -60,7 +61,7 @@ class Bench:
         self.work = Path(args.work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
-        self.spec = ModelSpec(args.model, image_size=args.size)
+        self.spec = ModelSpec(args.model, image_size=args.size, checkpoint=args.checkpoint)
         self.loaded = build_model(self.spec)
         self.inventory = build_inventory(self.loaded).to_json()
         self.calib, self.held = make_sets(
@@ -243,6 +244,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="sam2.1-hiera-tiny")
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--checkpoint", default=None, help="official-format checkpoint (trained)")
     ap.add_argument("--images", type=int, default=4, help="calibration images")
     ap.add_argument("--holdout", type=int, default=4, help="held-out images")
     ap.add_argument("--kl-layers", type=int, default=11, help="layers with exact KL")
@@ -299,4 +301,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BitbudgetError as exc:  # a bad model name, checkpoint or setting: say so, no traceback
+        raise SystemExit(f"plan_quality: {exc}") from None
