@@ -156,6 +156,14 @@ def main() -> None:
 
 
 def write(rows: list[dict]) -> None:
+    """Write ``rows``, keeping the rows of other sizes from an earlier run of the file."""
+    sizes = {r["image_size"] for r in rows}
+    if OUT.exists():
+        earlier = json.loads(OUT.read_text()).get("results", [])
+        rows = sorted(
+            [r for r in earlier if r["image_size"] not in sizes] + rows,
+            key=lambda r: r["image_size"],
+        )
     doc = {
         "benchmark": "profile_speed",
         "model": "sam2.1-hiera-tiny",
