@@ -206,31 +206,6 @@ def solve_outcome(future: Future[Any], numel: int) -> Any:
     return solved
 
 
-def _solved(
-    session: Session,
-    settings: Settings,
-    *,
-    model_id: int,
-    profile_id: int,
-    request_key: str,
-    budget: dict[str, Any],
-    hardware: str | None,
-    solver: str,
-) -> Any:
-    """The solver's plan over a ready profile (memoised); an infeasible budget raises a 422."""
-    future, numel = _solve_future(
-        session,
-        settings,
-        model_id=model_id,
-        profile_id=profile_id,
-        request_key=request_key,
-        budget=budget,
-        hardware=hardware,
-        solver=solver,
-    )
-    return solve_outcome(future, numel)
-
-
 def _apply(plan: PlanRow, solved: Any) -> None:
     plan.status, plan.doc, plan.objective = solved.status, solved.to_dict(), solved.objective
     plan.totals, plan.message = dict(solved.totals), solved.message
@@ -360,7 +335,7 @@ def solve_queued(session: Session, *, settings: Settings, plan: PlanRow) -> Any:
     if profile is None or profile.status != "ready":
         state = "missing" if profile is None else profile.status
         raise BadInput(f"plan {plan.id}: its profile is {state}, not ready")
-    return _solved(
+    future, numel = _solve_future(
         session,
         settings,
         model_id=plan.model_id,
@@ -370,6 +345,7 @@ def solve_queued(session: Session, *, settings: Settings, plan: PlanRow) -> Any:
         hardware=plan.hardware,
         solver=plan.solver,
     )
+    return solve_outcome(future, numel)
 
 
 def record_solution(
