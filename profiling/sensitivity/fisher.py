@@ -214,6 +214,7 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
     n_batches = len(ctx.walker.calib.samples[0].prompts) or 1
     n_img = len(ctx.walker.images)
     changes = WeightChanges()
+    wb = [b for b in ctx.w_bits if b < 16]
     per_image = []
     for i in range(n_img):
         ctx.tick(i, n_img, f"fisher_kl image {i + 1}/{n_img}")
@@ -221,7 +222,6 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         if terms is None:
             cap = _image_grads(ctx, i, mods)
             gen = torch.Generator().manual_seed(ctx.seed * 104729 + i)
-            wb = [b for b in ctx.w_bits if b < 16]
             terms = {
                 n: layer_terms(
                     mods[n],
