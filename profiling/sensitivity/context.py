@@ -38,16 +38,18 @@ class Context:
     def modules(self) -> dict[str, nn.Module]:
         return dict(self.model.named_modules())
 
-    def weight_layers(self) -> list[str]:
-        """Weight layers that run on images, in execution order."""
+    def candidate_layers(self) -> list[str]:
+        """Weight layers (those the ``layers`` option names, if given), in execution order."""
         only = self.options.get("layers")
         return [
             x.name
             for x in self.inventory.layers
-            if x.weight_numel
-            and self.walker.stage_of(x.name) != NOT_ON_IMAGES
-            and (only is None or x.name in only)
+            if x.weight_numel and (only is None or x.name in only)
         ]
+
+    def weight_layers(self) -> list[str]:
+        """Weight layers that run on images, in execution order (after the walker's float pass)."""
+        return [n for n in self.candidate_layers() if self.walker.stage_of(n) != NOT_ON_IMAGES]
 
     def per_layer(self, metric: str, compute: Callable[[str], Any]) -> dict[str, Any]:
         """``compute(name)`` for every weight layer, one checkpointed unit ``metric:name`` each

@@ -20,6 +20,8 @@ Transposed and grouped convolutions always use every token.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from typing import Any
 
 import torch
@@ -32,7 +34,17 @@ from profiling.sensitivity.context import Context
 from profiling.sensitivity.perturb import quantized_weight
 from profiling.sensitivity.request import sample_fraction
 
-__all__ = ["MIN_TOKENS", "WeightChanges", "delta_output", "layer_terms", "run_fisher"]
+__all__ = [
+    "MIN_TOKENS",
+    "Rows",
+    "WeightChanges",
+    "act_terms",
+    "delta_output",
+    "layer_terms",
+    "run_fisher",
+    "sampled_rows",
+    "weight_terms",
+]
 
 MIN_TOKENS = 128
 KEEP_BYTES = 1 << 30  # weight changes kept across images (hiera-tiny needs about 0.5 GiB)
@@ -55,19 +67,29 @@ def delta_output(
 
 
 class _Capture:
-    """Hooks that keep each layer's inputs and outputs for one image."""
+    """Hooks that keep each layer's inputs and outputs for one image, and the range (min, max)
+    of every input the layer saw."""
 
     def __init__(self, mods: dict[str, nn.Module]) -> None:
         self.calls: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in mods}
+        self.ranges: dict[str, tuple[float, float]] = {}
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in mods.items()]
 
     def _hook(self, name: str) -> Any:
         def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            x = args[0].detach()
+            x_lo, x_hi = torch.aminmax(x)
+            lo, hi = self.ranges.get(name, (float("inf"), float("-inf")))
+            self.ranges[name] = (min(lo, float(x_lo)), max(hi, float(x_hi)))
             if out.requires_grad:
                 out.retain_grad()
-                self.calls[name].append((args[0].detach(), out))
+                self.calls[name].append((x, out))
 
         return hook
+
+    def grads(self, name: str) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(input, output gradient)`` of each call of ``name`` after the backward."""
+        return [(x, h.grad) for x, h in self.calls[name]]
 
     def remove(self) -> None:
         for h in self.handles:
@@ -77,15 +99,16 @@ class _Capture:
 def _image_grads(ctx: Context, index: int, mods: dict[str, nn.Module]) -> _Capture:
     """One forward with capture and one backward of the sampled log-likelihood."""
     walker, sample = ctx.walker, ctx.walker.calib.samples[index]
-    img = walker.images[index]
+    pixels = walker.adapter.preprocess(sample.image.pixels)
+    hw = sample.image.pixels.shape[:2]
     gen = torch.Generator(device="cpu").manual_seed(ctx.seed * 7919 + index)
     cap = _Capture(mods)
     try:
         with torch.enable_grad():
-            feats = walker.adapter.embed(img.pixels)
+            feats = walker.adapter.embed(pixels)
             surrogate = torch.zeros(())
             for prompts in sample.prompts:
-                z = walker.adapter.decode(feats, prompts, img.hw).logits
+                z = walker.adapter.decode(feats, prompts, hw).logits
                 p = torch.sigmoid(z.detach())
                 y = torch.bernoulli(p.cpu(), generator=gen).to(p.device)
                 surrogate = surrogate + ((y - p) * z).sum() / z.numel() ** 0.5
@@ -147,7 +170,105 @@ class WeightChanges:
         return value
 
 
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    whole = t.untyped_storage().nbytes()
+    return t.clone() if whole > t.numel() * t.element_size() or not t.is_contiguous() else t
+
+
+class Rows:
+    """One layer call's inputs and squared output gradients at the tokens the estimate uses:
+    ``x`` (tokens, features) rows for token-view layers (``scale`` = tokens / sampled), or the
+    whole input and gradient for the others (``tokens`` False)."""
+
+    def __init__(self, x: torch.Tensor, g2: torch.Tensor, scale: float, tokens: bool) -> None:
+        self.x, self.g2, self.scale, self.tokens = x, g2, scale, tokens
+
+    def state(self) -> dict[str, Any]:
+        """For ``torch.save``: tensors that own just their elements (a saved view would carry
+        its whole base tensor)."""
+        return {
+            "x": _compact(self.x),
+            "g2": _compact(self.g2),
+            "scale": self.scale,
+            "tokens": self.tokens,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Rows:
+        return cls(d["x"], d["g2"], float(d["scale"]), bool(d["tokens"]))
+
+
 @torch.no_grad()
+def sampled_rows(
+    mod: Any,
+    calls: list[tuple[torch.Tensor, torch.Tensor | None]],
+    fraction: float = 1.0,
+    gen: torch.Generator | None = None,
+) -> list[Rows]:
+    """The rows of each call ``(input, output gradient)`` that the estimate evaluates Δh on."""
+    gen = gen if gen is not None else torch.Generator().manual_seed(0)
+    out = []
+    for x, grad in calls:
+        if grad is None:
+            continue
+        if not _token_view(mod):  # every output element
+            out.append(Rows(x, grad.pow(2), 1.0, False))
+            continue
+        xt, gt = _as_tokens(mod, x, True), _as_tokens(mod, grad, False)
+        rows = _rows(xt.shape[0], fraction, gen)
+        scale = 1.0 if rows is None else xt.shape[0] / rows.numel()
+        if rows is not None:
+            xt, gt = xt[rows], gt[rows]
+        out.append(Rows(xt.contiguous(), gt.pow(2), scale, True))
+    return out
+
+
+@torch.no_grad()
+def weight_terms(mod: Any, rows: list[Rows], w_bits: list[int], changes: Any = None) -> list[float]:
+    """Σ g²·Δh² over ``rows`` for each weight width below 16 (the ½ and batch mean not applied).
+    ``changes`` are the layer's weight changes from :class:`WeightChanges`."""
+    wb = [b for b in w_bits if b < 16]
+    if changes is None:
+        changes = WeightChanges(0).get("", mod, wb)
+    weight = [0.0] * len(wb)
+    if not wb:
+        return weight
+    for r in rows:
+        if not r.tokens:  # one pass per width
+            for i, dw in enumerate(changes):
+                weight[i] += float((r.g2 * delta_output(mod, r.x, dw=dw).pow(2)).sum())
+            continue
+        dh = (r.x @ changes.T).view(r.x.shape[0], len(wb), r.g2.shape[1])  # widths in one product
+        per = torch.einsum("tkc,tc->k", dh.pow(2), r.g2)
+        for i in range(len(wb)):
+            weight[i] += float(per[i]) * r.scale
+    return weight
+
+
+@torch.no_grad()
+def act_terms(
+    mod: Any, rows: list[Rows], a_bits: list[int], act_range: tuple[float, float]
+) -> list[float]:
+    """Σ g²·Δh² over ``rows`` for each activation width below 16, the input quantized per tensor
+    over the calibrated ``act_range`` (the ½ and batch mean not applied)."""
+    ab = [b for b in a_bits if b < 16]
+    lo, hi = act_range
+    qparams = [choose_qparams(torch.tensor([lo, hi]), b, False, PerTensor()) for b in ab]
+    act = [0.0] * len(ab)
+    w = mod.weight.reshape(mod.weight.shape[0], -1)
+    for r in rows:
+        for i, (b, (s, z)) in enumerate(zip(ab, qparams, strict=True)):
+            # 0 is exactly representable, so quantizing unfolded (zero-padded) columns is exact
+            dx = fake_quantize(r.x, s.to(r.x.device), z.to(r.x.device), b, False) - r.x
+            dh = delta_output(mod, r.x, dx=dx) if not r.tokens else dx @ w.T
+            act[i] += float((dh.pow(2) * r.g2).sum()) * r.scale
+    return act
+
+
+def _halved(bits: list[int], sums: list[float], n_batches: int) -> dict[str, float]:
+    return {str(b): v / (2 * n_batches) for b, v in zip(bits, sums, strict=True)}
+
+
 def layer_terms(
     mod: Any,
     calls: list[tuple[torch.Tensor, torch.Tensor | None]],
@@ -163,88 +284,104 @@ def layer_terms(
     ``(input, output gradient)`` and divided by ``n_batches``; the sum over tokens is estimated
     from a ``fraction`` of them (see the module notes). ``changes`` are the layer's weight
     changes from :class:`WeightChanges` (computed here when not given)."""
+    rows = sampled_rows(mod, calls, fraction, gen)
     wb = [b for b in w_bits if b < 16]
     ab = [b for b in a_bits if b < 16]
-    if changes is None:
-        changes = WeightChanges(0).get("", mod, wb)
-    lo, hi = act_range
-    qparams = [choose_qparams(torch.tensor([lo, hi]), b, False, PerTensor()) for b in ab]
-    weight = [0.0] * len(wb)
-    act = [0.0] * len(ab)
-    gen = gen if gen is not None else torch.Generator().manual_seed(0)
-    for x, grad in calls:
-        if grad is None:
-            continue
-        if not _token_view(mod):  # every output element, one pass per width
-            g2 = grad.pow(2)
-            for i, dw in enumerate(changes):
-                weight[i] += float((g2 * delta_output(mod, x, dw=dw).pow(2)).sum())
-            for i, (b, (s, z)) in enumerate(zip(ab, qparams, strict=True)):
-                dx = fake_quantize(x, s.to(x.device), z.to(x.device), b, False) - x
-                act[i] += float((g2 * delta_output(mod, x, dx=dx).pow(2)).sum())
-            continue
-        xt, gt = _as_tokens(mod, x, True), _as_tokens(mod, grad, False)
-        rows = _rows(xt.shape[0], fraction, gen)
-        scale = 1.0 if rows is None else xt.shape[0] / rows.numel()
-        if rows is not None:
-            xt, gt = xt[rows], gt[rows]
-        g2 = gt.pow(2)
-        if wb:  # every weight width in one product
-            dh = (xt @ changes.T).view(xt.shape[0], len(wb), g2.shape[1])
-            per = torch.einsum("tkc,tc->k", dh.pow(2), g2)
-            for i in range(len(wb)):
-                weight[i] += float(per[i]) * scale
-        w = mod.weight.reshape(mod.weight.shape[0], -1)
-        for i, (b, (s, z)) in enumerate(zip(ab, qparams, strict=True)):
-            # 0 is exactly representable, so quantizing unfolded (zero-padded) columns is exact
-            dxt = fake_quantize(xt, s.to(x.device), z.to(x.device), b, False) - xt
-            act[i] += float(((dxt @ w.T).pow(2) * g2).sum()) * scale
     return {
-        "weight": {str(b): v / (2 * n_batches) for b, v in zip(wb, weight, strict=True)},
-        "act": {str(b): v / (2 * n_batches) for b, v in zip(ab, act, strict=True)},
+        "weight": _halved(wb, weight_terms(mod, rows, w_bits, changes), n_batches),
+        "act": _halved(ab, act_terms(mod, rows, a_bits, act_range), n_batches),
     }
+
+
+def _merge_ranges(per_image: list[dict[str, list[float]]]) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for ranges in per_image:
+        for n, (lo, hi) in ranges.items():
+            a, b = out.get(n, (lo, hi))
+            out[n] = (min(a, lo), max(b, hi))
+    return out
 
 
 def run_fisher(ctx: Context) -> dict[str, Any]:
-    """Every weight layer at once; one checkpointed unit per calibration image."""
-    names = ctx.weight_layers()
+    """Every weight layer at once, in two checkpointed stages.
+
+    Stage 1, one unit per calibration image: one forward (which also records each layer's input
+    range: no separate float pass) and one backward; the weight terms; the rows the activation
+    terms need, kept in a file beside the units. Stage 2, one unit per image once every range is
+    known: the activation terms over the calibrated ranges (then the rows file is deleted)."""
+    names = ctx.candidate_layers()
     all_mods = ctx.modules()
     mods = {n: all_mods[n] for n in names}
     fraction = sample_fraction(ctx.options)
-    n_batches = len(ctx.walker.calib.samples[0].prompts) or 1
-    n_img = len(ctx.walker.images)
+    samples = ctx.walker.calib.samples
+    n_batches = len(samples[0].prompts) or 1
+    n_img = len(samples)
     changes = WeightChanges()
     wb = [b for b in ctx.w_bits if b < 16]
-    per_image = []
+    ab = [b for b in ctx.a_bits if b < 16]
+    rows_dir = ctx.store.root / "fisher-rows"
+    rows_dir.mkdir(exist_ok=True)
+    first: list[dict[str, Any]] = []
+    steps = 2 * n_img if ab else n_img
     for i in range(n_img):
-        ctx.tick(i, n_img, f"fisher_kl image {i + 1}/{n_img}")
-        terms = ctx.store.get(f"fisher:{i}")
-        if terms is None:
+        ctx.tick(i, steps, f"fisher_kl image {i + 1}/{n_img}")
+        unit = ctx.store.get(f"fisher:{i}")
+        if unit is None:
             cap = _image_grads(ctx, i, mods)
             gen = torch.Generator().manual_seed(ctx.seed * 104729 + i)
-            terms = {
-                n: layer_terms(
-                    mods[n],
-                    [(x, h.grad) for x, h in cap.calls[n]],
-                    ctx.w_bits,
-                    ctx.a_bits,
-                    ctx.ranges[n],
-                    n_batches,
-                    fraction,
-                    gen,
-                    changes.get(n, mods[n], wb),
-                )
-                for n in names
+            ran = [n for n in names if n in cap.ranges]
+            rows = {n: sampled_rows(mods[n], cap.grads(n), fraction, gen) for n in ran}
+            unit = {
+                "weight": {
+                    n: _halved(
+                        wb,
+                        weight_terms(mods[n], rows[n], wb, changes.get(n, mods[n], wb)),
+                        n_batches,
+                    )
+                    for n in ran
+                },
+                "ranges": {n: list(cap.ranges[n]) for n in ran},
             }
             del cap
-            ctx.store.put(f"fisher:{i}", terms)
-        per_image.append(terms)
-    ctx.tick(n_img, n_img, "fisher_kl done")
+            if ab:
+                path = rows_dir / f"{i}.pt"
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                torch.save({n: [r.state() for r in rows[n]] for n in ran}, tmp)
+                os.replace(tmp, path)
+            del rows
+            ctx.store.put(f"fisher:{i}", unit)
+        first.append(unit)
+    ranges = _merge_ranges([u["ranges"] for u in first])
+    ctx.ranges = ranges
+    acts: list[dict[str, dict[str, float]]] = []
+    for i in range(n_img if ab else 0):
+        ctx.tick(n_img + i, steps, f"fisher_kl activations {i + 1}/{n_img}")
+        unit = ctx.store.get(f"fisher-act:{i}")
+        if unit is None:
+            path = rows_dir / f"{i}.pt"
+            kept = torch.load(path, weights_only=True)
+            unit = {
+                n: _halved(
+                    ab,
+                    act_terms(mods[n], [Rows.from_state(r) for r in kept[n]], ab, ranges[n]),
+                    n_batches,
+                )
+                for n in first[i]["ranges"]
+            }
+            del kept
+            ctx.store.put(f"fisher-act:{i}", unit)
+            path.unlink()
+        acts.append(unit)
+    shutil.rmtree(rows_dir, ignore_errors=True)
+    ctx.tick(steps, steps, "fisher_kl done")
+    measured = [n for n in names if any(n in u["ranges"] for u in first)]
+
+    def mean(terms: list[dict[str, dict[str, float]]], n: str, bits: list[int]) -> dict:
+        return {str(b): sum(t[n][str(b)] for t in terms if n in t) / n_img for b in bits}
+
     layers = {
-        n: {
-            kind: {b: sum(t[n][kind][b] for t in per_image) / n_img for b in per_image[0][n][kind]}
-            for kind in ("weight", "act")
-        }
-        for n in names
+        n: {"weight": mean([u["weight"] for u in first], n, wb), "act": mean(acts, n, ab)}
+        for n in measured
     }
-    return {"layers": layers}
+    unmeasured = [n for n in names if n not in layers]  # never ran on an image (memory path)
+    return {"layers": layers, "unmeasured": unmeasured}

@@ -22,7 +22,7 @@ __all__ = [
 
 METRICS = ("kl", "fisher_kl", "mixqsam", "synergy", "wais")
 DEFAULT_CANDIDATES = ("w8a8", "w6a8", "w4a8", "w3a8", "w2a8", "w8a16", "w4a16", "w2a16")
-CODE_VERSION = "profile-2"  # bump when a metric's numbers change
+CODE_VERSION = "profile-3"  # bump when a metric's numbers change
 FISHER_SAMPLE = 0.125  # default share of tokens at which fisher_kl evaluates Δh
 
 

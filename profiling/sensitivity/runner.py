@@ -38,6 +38,10 @@ PROCESSORS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 
+# metrics that run their own forward passes and record the input ranges there: no float pass
+OWN_PASS = {"fisher_kl"}
+
+
 def default_device() -> str:
     """CUDA when available, CPU otherwise."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -75,10 +79,11 @@ def _context(
         seed=req.seed,
         options=req.options,
     )
-    names = [x.name for x in inventory.layers if x.weight_numel]
-    with InputRanges(loaded.module, names) as ranges:
-        walker.prepare()
-    ctx.ranges = ranges.ranges
+    if req.metric not in OWN_PASS:
+        names = [x.name for x in inventory.layers if x.weight_numel]
+        with InputRanges(loaded.module, names) as ranges:
+            walker.prepare()
+        ctx.ranges = ranges.ranges
     return ctx, loaded
 
 
@@ -121,11 +126,14 @@ def run_profile(
         synergy=result.get("synergy", []),
         pairs=result.get("pairs", []),
         probes=result.get("probes", []),
-        unmeasured=[
-            x.name
-            for x in ctx.inventory.layers
-            if x.weight_numel and ctx.walker.stage_of(x.name) == NOT_ON_IMAGES
-        ],
+        unmeasured=result.get(
+            "unmeasured",
+            [
+                x.name
+                for x in ctx.inventory.layers
+                if x.weight_numel and ctx.walker.stage_of(x.name) == NOT_ON_IMAGES
+            ],
+        ),
         stats={
             "computed_units": store.computed,
             "resumed_units": store.resumed,

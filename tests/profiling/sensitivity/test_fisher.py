@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from scipy.stats import spearmanr
 from torch import nn
 
 from profiling.errors import BadInput
-from profiling.models import ModelSpec
+from profiling.models import ModelSpec, build_model
 from profiling.quant.primitives import choose_qparams, fake_quantize
 from profiling.quant.spec import PerTensor
-from profiling.sensitivity import ProfileRequest, run_profile
+from profiling.sensitivity import Cancelled, ProfileRequest, run_profile
 from profiling.sensitivity.fisher import delta_output, layer_terms
 from profiling.sensitivity.perturb import quantized_weight
 from profiling.sensitivity.request import sample_fraction
+from profiling.sensitivity.store import UnitStore
 
 W_BITS, A_BITS, RANGE = [8, 4, 2, 16], [8, 4, 16], (-3.0, 3.0)
 
@@ -143,3 +146,51 @@ def test_kept_weight_changes_give_the_same_terms() -> None:
         assert first == again == layer_terms(mod, calls, W_BITS, A_BITS, RANGE)
         none.get(name, mod, [8, 4, 2])
         assert not none.kept and none.used == 0
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])  # inside stage 1 (images) / stage 2 (activations)
+def test_fisher_killed_run_resumes_without_recomputing(tmp_path, stop_after: int) -> None:
+    """Both stages checkpoint per image: a stopped run resumes to the identical profile, no unit
+    is computed twice, and the kept activation rows are deleted once used."""
+    req = ProfileRequest(ModelSpec("sam2-micro"), "fisher_kl", ("w8a8", "w4a16"), images=3)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > stop_after
+
+    with pytest.raises(Cancelled):
+        run_profile(req, tmp_path, should_stop=stop)
+    store = UnitStore(tmp_path / req.key(build_model(req.model).weights_hash))
+    assert len(store.computed_units()) == stop_after
+    assert len(list((store.root / "fisher-rows").glob("*.pt"))) == min(stop_after, 3) - max(
+        stop_after - 3, 0
+    )
+    resumed = run_profile(req, tmp_path)
+    assert resumed.stats["resumed_units"] == stop_after
+    assert resumed.stats["computed_units"] == 6 - stop_after
+    units = store.computed_units()
+    assert len(units) == len(set(units)) == 6
+    assert not (store.root / "fisher-rows").exists()
+    fresh = run_profile(req, tmp_path / "fresh")
+    assert json.dumps(fresh.layers, sort_keys=True) == json.dumps(resumed.layers, sort_keys=True)
+    assert fresh.unmeasured == resumed.unmeasured and len(fresh.unmeasured) > 0
+
+
+def test_fisher_ranges_equal_the_float_pass(tmp_path) -> None:
+    """fisher_kl records activation ranges in its own forward; they are the float pass's."""
+    from profiling.sensitivity.fisher import _Capture, _image_grads
+    from profiling.sensitivity.runner import _context
+
+    req = ProfileRequest(ModelSpec("sam2-micro"), "kl", ("w8a8",), images=2)
+    ctx, _ = _context(req, UnitStore(tmp_path), "cpu", None, None)
+    mods = {n: ctx.modules()[n] for n in ctx.candidate_layers()}
+    caps: list[_Capture] = [_image_grads(ctx, i, mods) for i in range(2)]
+    merged: dict[str, tuple[float, float]] = {}
+    for cap in caps:
+        for n, (lo, hi) in cap.ranges.items():
+            a, b = merged.get(n, (lo, hi))
+            merged[n] = (min(a, lo), max(b, hi))
+    assert set(merged) == set(ctx.weight_layers())
+    for n in merged:
+        assert merged[n] == pytest.approx(ctx.ranges[n], rel=1e-5, abs=1e-6)
