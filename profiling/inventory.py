@@ -205,14 +205,24 @@ def _drive(loaded: LoadedModel, rec: _Recorder) -> None:
         points=torch.tensor([[[256.0, 200.0]]]), labels=torch.ones(1, 1, dtype=torch.int32)
     )
     adapter = TaskAdapter(loaded)
+    model: Any = loaded.module
+    pixels = adapter.preprocess(image)
+    kept: dict[str, Any] = {}
+    if loaded.family == "sam2":  # keep the image path's backbone output for the video step
+        run = model.forward_image
+        model.forward_image = lambda p: kept.setdefault("out", run(p))
+    try:
+        with torch.enable_grad():
+            adapter.decode(adapter.embed(pixels), prompt, image.shape[:2])
+    finally:
+        if loaded.family == "sam2":
+            del model.forward_image
     with torch.enable_grad():
-        adapter(image, prompt)
         if loaded.family == "sam2":
             from profiling.models.video_step import track_frames
 
             ran_on_images = {n for n, i in rec.infos.items() if i.ran}
             rec.count_macs = False
-            pixels = adapter.preprocess(image)
             coords = adapter.transform_coords(prompt.points, image.shape[:2])  # type: ignore[arg-type]
             labels = prompt.labels
             assert labels is not None
@@ -223,6 +233,7 @@ def _drive(loaded: LoadedModel, rec: _Recorder) -> None:
                 labels,
                 n_frames=2,
                 before_last=lambda: _count_only(rec, ran_on_images),
+                backbone_out=kept["out"],  # the same pixels: no second encoder run
             )
 
 

@@ -18,9 +18,12 @@ def track_frames(
     labels: torch.Tensor,
     n_frames: int = 2,
     before_last: Callable[[], None] | None = None,
+    backbone_out: dict | None = None,
 ) -> list[dict]:
-    """Track one object prompted on frame 0 over ``n_frames`` copies of ``pixels``."""
-    backbone_out = model.forward_image(pixels)
+    """Track one object prompted on frame 0 over ``n_frames`` copies of ``pixels``;
+    ``backbone_out``, ``model.forward_image(pixels)`` if the caller has it already."""
+    if backbone_out is None:
+        backbone_out = model.forward_image(pixels)
     _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
     output_dict: dict[str, dict] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     outs = []
