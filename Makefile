@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+NATIVE := build/native/libbitbudget_solvers.so
 
 .PHONY: run test test-fast bench lint venv clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(NATIVE)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +20,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# the solvers' compiled kernels (optional: without a C compiler the numpy code runs instead)
+$(NATIVE): solvers/backends/_native.c solvers/backends/native.py | $(STAMP)
+	$(BIN)/python -m solvers.backends.native
+
+run: $(STAMP) $(NATIVE)
 	$(BIN)/bitbudget serve --host $(HOST) --port $(PORT) --dev
 
-test: $(STAMP)
+test: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)

@@ -151,7 +151,7 @@ class Compiled:
         }
         out.edges = {(a, b): m[keep[a]][:, keep[b]] for (a, b), m in self.edges.items()}
         out.forbid = {(a, b): f[keep[a]][:, keep[b]] for (a, b), f in forbid.items()}
-        for name in ("loss_pad", "cost_pad", "edge_stack", "treedp", "neighbours"):
+        for name in ("loss_pad", "cost_pad", "edge_stack", "treedp", "neighbours", "adjacency"):
             out.__dict__.pop(name, None)
         return out
 
@@ -198,6 +198,19 @@ class Compiled:
             out[a].append((b, matrix))
             out[b].append((a, matrix.T))
         return out
+
+    @functools.cached_property
+    def adjacency(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit, its edges' indices into ``edge_stack`` in ``neighbours`` order, as CSR
+        (offsets (units + 1,), edge indices): the compiled local search's neighbour lists."""
+        incident: list[list[int]] = [[] for _ in self.units]
+        for e, (a, b) in enumerate(self.edges):
+            incident[a].append(e)
+            incident[b].append(e)
+        offsets = np.zeros(len(self.units) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(x) for x in incident])
+        flat = np.array([e for x in incident for e in x], dtype=np.int64)
+        return offsets, flat
 
     @property
     def sizes(self) -> list[int]:

@@ -16,7 +16,7 @@ import numpy as np
 from solvers.backends.compiled import Compiled
 from solvers.backends.treedp import TreeDP
 
-__all__ = ["Reduction", "fix"]
+__all__ = ["Fixed", "Reduction", "fix"]
 
 _RTOL = 1e-9
 
@@ -55,20 +55,53 @@ class Reduction:
         return {"kept_choices": sum(self.model.sizes), "kept_pair_entries": entries}
 
 
-def fix(model: Compiled, dp: TreeDP, priced: np.ndarray, shift: float, upper: float) -> Reduction:
-    """Keep what the min-marginals of ``priced`` (n, K; minus ``shift``) allow below ``upper``."""
+@dataclass
+class Fixed:
+    """What fixing left of a model: the unit choices still allowed, ``alive`` (units, widest
+    unit; padding is never alive), and per pair (the model's ``edges`` keys) the forbidden
+    entries, full size (only filled where the fixing was asked for pair entries)."""
+
+    alive: np.ndarray
+    forbid: dict[tuple[int, int], np.ndarray]
+
+    @classmethod
+    def everything(cls, model: Compiled) -> Fixed:
+        """Nothing fixed yet: every real choice alive, the model's own forbidden entries."""
+        return cls(np.isfinite(model.loss_pad), dict(model.forbid))
+
+    def reduction(self, model: Compiled, upper: float) -> Reduction:
+        """The smaller model keeping only what is alive (and its pair entries not forbidden)."""
+        keep = [np.flatnonzero(self.alive[u, :k]) for u, k in enumerate(model.sizes)]
+        return Reduction(model.restrict(keep, self.forbid), keep, upper)
+
+
+def fix(
+    model: Compiled,
+    dp: TreeDP,
+    priced: np.ndarray,
+    shift: float,
+    upper: float,
+    fixed: Fixed | None = None,
+    pairs: bool = True,
+) -> Fixed:
+    """Keep the choices of ``fixed`` whose min-marginals of ``priced`` (n, K; minus ``shift``;
+    +inf where not alive) allow a plan below ``upper``; with ``pairs`` also forbid the pair
+    entries whose min-marginals do not. A unit left with nothing keeps what it had."""
+    fixed = Fixed.everything(model) if fixed is None else fixed
     limit = upper + _RTOL * max(1.0, abs(upper)) + shift
-    nodes, edges = dp.marginals(priced)
-    sizes = np.array(model.sizes)
-    ok = (nodes <= limit) & (np.arange(nodes.shape[1])[None, :] < sizes[:, None])
-    split = np.split(np.nonzero(ok)[1], np.cumsum(ok.sum(axis=1))[:-1])
-    keep = [k if k.size else np.arange(n) for k, n in zip(split, sizes, strict=True)]
-    forbid = {}
-    for key, matrix in model.edges.items():
-        old = model.forbid.get(key, np.zeros(matrix.shape, dtype=bool))
-        forbid[key] = (
-            old | (edges[key][: matrix.shape[0], : matrix.shape[1]] > limit)
-            if key in edges
-            else old
-        )
-    return Reduction(model.restrict(keep, forbid), keep, upper)
+    nodes, edges = dp.marginals(priced, pairs=pairs)
+    ok = (nodes <= limit) & fixed.alive
+    empty = ~ok.any(axis=1)
+    ok[empty] = fixed.alive[empty]
+    forbid = fixed.forbid
+    if pairs:
+        forbid = {}
+        for key, matrix in model.edges.items():
+            old = fixed.forbid.get(key)
+            old = np.zeros(matrix.shape, dtype=bool) if old is None else old
+            forbid[key] = (
+                old | (edges[key][: matrix.shape[0], : matrix.shape[1]] > limit)
+                if key in edges
+                else old
+            )
+    return Fixed(ok, forbid)

@@ -4,8 +4,8 @@ For prices μ >= 0, D(μ) = min_x f(x) + Σ_r μ_r·(c_r(x) − cap_r) is a lowe
 (``TreeDP`` gives a valid lower bound of the inner minimum even off forests). D is concave and is
 maximised by a zooming grid search (a batched bisection: each pass prices a grid of μ in one DP
 sweep, then narrows it around the best). After a coarse pass on the full model, the incumbent
-fixes away choices that cannot beat it (``fixing``), and the fine passes run on the small
-remaining model. Bound: max(D_full, min(incumbent, D_reduced)).
+fixes away choices that cannot beat it (``fixing``: their loss becomes +inf), and the fine
+passes run on what is left. Bound: max(D_full, min(incumbent, D_reduced)).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.backends.compiled import Compiled, Result
-from solvers.backends.fixing import Reduction, fix
+from solvers.backends.fixing import Fixed, fix
 from solvers.backends.localsearch import LocalSearch
 
 __all__ = ["Dual", "LagrangianRun", "run_lagrangian", "solve_lagrangian"]
@@ -29,13 +29,14 @@ POOL = 4  # priced optima with the best bounds kept as extra starts for the fina
 
 
 class Dual:
-    """The Lagrangian dual of a compiled problem, costs normalised by each capacity."""
+    """The Lagrangian dual of a compiled problem, costs normalised by each capacity; choices
+    outside ``alive`` (n, K) (fixed away) get an infinite loss, so no priced optimum takes them."""
 
-    def __init__(self, model: Compiled) -> None:
+    def __init__(self, model: Compiled, alive: np.ndarray | None = None) -> None:
         self.model = model
         self.dp = model.treedp
         self.resources = list(model.capacity)
-        self.loss = model.loss_pad
+        self.loss = model.loss_pad if alive is None else np.where(alive, model.loss_pad, np.inf)
         self.raw = model.cost_pad
         self.capacity = np.array(list(model.capacity.values()))
         norm = np.maximum(np.abs(self.capacity), 1e-300)
@@ -43,7 +44,11 @@ class Dual:
         finite = np.where(np.isfinite(self.loss), self.loss, np.nan)
         spread = max(float(np.sum(np.nanmax(finite, 1) - np.nanmin(finite, 1))), 1e-12)
         width = np.isfinite(self.loss)[None]
-        span = np.sum(np.max(self.cost, 2) - np.min(np.where(width, self.cost, np.inf), 2), 1)
+        span = np.sum(
+            np.max(np.where(width, self.cost, 0.0), 2)
+            - np.min(np.where(width, self.cost, np.inf), 2),
+            1,
+        )
         self.scale = spread / np.maximum(span, 1e-12)
         self.bound, self.best_mu = -np.inf, np.zeros(len(self.resources))
         self.at_best: np.ndarray | None = None  # the priced optimum at best_mu
@@ -128,8 +133,17 @@ def pattern_search(dual: Dual, passes: int, points: int, width: float) -> None:
             widths[r] = max(widths[r] ** (2.0 / (points - 1)), 1.0 + 1e-4)
 
 
-def polish(model: Compiled, starts: list[np.ndarray | None], deadline: float) -> np.ndarray | None:
-    """Repair each start and improve it by swaps; the best feasible result, or None."""
+def polish(
+    model: Compiled,
+    starts: list[np.ndarray | None],
+    deadline: float,
+    loss: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Repair each start and improve it by swaps; the best feasible result, or None. ``loss``
+    (the model's padded losses by default) is +inf at fixed-away choices: starts that use one are
+    skipped, and no move takes one."""
+    loss = model.loss_pad if loss is None else loss
+    rows = np.arange(loss.shape[0])
     best, value = None, np.inf
     seen: set[bytes] = set()  # starts tried
     done: set[bytes] = set()  # repaired starts improved (repairs often converge)
@@ -137,7 +151,9 @@ def polish(model: Compiled, starts: list[np.ndarray | None], deadline: float) ->
         if start is None or (key := np.asarray(start, dtype=np.int64).tobytes()) in seen:
             continue
         seen.add(key)
-        search = LocalSearch(model, start)
+        if not np.all(np.isfinite(loss[rows, start])):
+            continue
+        search = LocalSearch(model, start, loss)
         search.repair()
         if not search.feasible() or (key := search.choice.tobytes()) in done:
             continue
@@ -160,12 +176,13 @@ def _unpriced(dual: Dual) -> list[np.ndarray]:
 
 @dataclass
 class LagrangianRun:
-    """A plan (or None), its objective, a valid lower bound, the reduction and final prices."""
+    """A plan (or None), its objective, a valid lower bound, what fixing left (or None before
+    any plan was found) and the final dual (its prices, and its losses masked by the fixing)."""
 
     choice: np.ndarray | None
     upper: float
     bound: float
-    reduction: Reduction | None
+    fixed: Fixed | None
     dual: Dual
 
 
@@ -175,10 +192,14 @@ def run_lagrangian(
     hint: np.ndarray | None = None,
     stages: int = 1,
     prices: np.ndarray | None = None,
+    pairs: bool = False,
 ) -> LagrangianRun:
-    """Pattern search on the dual, swaps for a plan, fixing; repeated on the shrinking model.
+    """Pattern search on the dual, swaps for a plan, fixing; repeated on what fixing leaves.
 
     ``prices`` (capacity-normalised μ, e.g. a neighbouring sweep point's) warm-start the search.
+    The fixing masks choices (their loss becomes +inf) instead of building a smaller model; with
+    ``pairs`` it also marks the pair entries that cannot be in a better plan (for the exact
+    backends' presolve; the fast path itself never looks at them).
     """
     dual = Dual(model)
     warm = prices is not None and len(prices) == len(dual.resources)
@@ -191,21 +212,21 @@ def run_lagrangian(
     if choice is None:
         return LagrangianRun(None, np.inf, dual.bound, None, dual)
     upper, bound = model.objective(choice), dual.bound
-    red = Reduction(model, [np.arange(k) for k in model.sizes], upper)
+    fixed = Fixed.everything(model)
     for _ in range(stages):
         shift = float(dual.best_mu @ dual.cap)
-        step = fix(red.model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, upper)
-        red, mu = red.then(step), dual.best_mu
-        dual = Dual(red.model)
+        fixed = fix(model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, upper, fixed, pairs)
+        mu = dual.best_mu
+        dual = Dual(model, fixed.alive)
         dual.best_mu = mu.copy()
         pattern_search(dual, FINE_PASSES * len(dual.resources), FINE_POINTS, 2.0)
         bound = max(bound, min(upper, dual.bound))
         pool = [c for _, c in dual.pool.values()]
-        starts = [dual.best, dual.at_best, red.shrink(choice), *_unpriced(dual), *pool]
-        better = polish(red.model, starts, deadline)
-        if better is not None and red.model.objective(better) < upper:
-            choice, upper = red.expand(better), red.model.objective(better)
-    return LagrangianRun(choice, upper, min(bound, upper), red, dual)
+        starts = [dual.best, dual.at_best, choice, *_unpriced(dual), *pool]
+        better = polish(model, starts, deadline, dual.loss)
+        if better is not None and (value := model.objective(better)) < upper:
+            choice, upper = better, value
+    return LagrangianRun(choice, upper, min(bound, upper), fixed, dual)
 
 
 def solve_lagrangian(

@@ -12,32 +12,71 @@ import time
 import numpy as np
 
 from solvers.backends.compiled import Compiled
+from solvers.backends.native import lib, ptr
 
 __all__ = ["LocalSearch"]
 
 _EPS = 1e-12
+_TRIES = 16  # over-budget improvements ``exchange`` tries to pay for
 
 
 class LocalSearch:
     """A current choice with incremental pair contributions and resource totals."""
 
-    def __init__(self, model: Compiled, choice: np.ndarray) -> None:
+    def __init__(self, model: Compiled, choice: np.ndarray, loss: np.ndarray | None = None) -> None:
+        """``loss`` replaces the model's padded losses (e.g. +inf at choices fixed away)."""
         self.model = model
         self.choice = np.array(choice, dtype=np.int64)
         n = len(model.units)
         self.rows = np.arange(n)
-        self.loss = model.loss_pad
+        self.loss = model.loss_pad if loss is None else np.ascontiguousarray(loss, dtype=float)
         self.cost = model.cost_pad
         self.cap = np.array(list(model.capacity.values()))
         self.norm = np.maximum(np.abs(self.cap), 1e-300)
         self.neighbours = model.neighbours
         self.refresh()
 
+    def _native(self, mode: int, deadline: float) -> bool:
+        """Run ``repair`` (mode 0) or ``improve``'s loop (mode 1) compiled; False without it."""
+        native = lib()
+        if native is None:
+            return False
+        stack, ends = self.model.edge_stack
+        offsets, incident = self.model.adjacency
+        cap = np.ascontiguousarray(self.cap, dtype=float)
+        n, k = self.loss.shape
+        native.bb_local_search(
+            mode,
+            n,
+            k,
+            len(cap),
+            len(ends),
+            ptr(self.loss),
+            ptr(self.cost),
+            ptr(cap),
+            ptr(self.norm),
+            ptr(stack),
+            ptr(ends),
+            ptr(offsets),
+            ptr(incident),
+            ptr(self.choice),
+            ptr(self.pair),
+            ptr(self.spent),
+            deadline,
+            _TRIES,
+        )
+        return True
+
     def refresh(self) -> None:
         """Recompute pair contributions and totals from scratch (no drift)."""
         self.pair = np.zeros_like(self.loss)
         stack, ends = self.model.edge_stack
-        if len(ends):
+        if len(ends) and (native := lib()) is not None:
+            n, k = self.loss.shape
+            native.bb_pair_refresh(
+                n, k, len(ends), ptr(stack), ptr(ends), ptr(self.choice), ptr(self.pair)
+            )
+        elif len(ends):
             e = np.arange(len(ends))
             np.add.at(self.pair, ends[:, 0], stack[e, :, self.choice[ends[:, 1]]])
             np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
@@ -65,6 +104,8 @@ class LocalSearch:
 
     def repair(self) -> None:
         """Move units to cheaper choices, least Δloss per unit of removed overrun first."""
+        if self._native(0, 0.0):
+            return
         for _ in range(self.loss.size):
             over = np.maximum(self.spent - self.cap, 0.0) / self.norm
             if not over.any():
@@ -95,7 +136,7 @@ class LocalSearch:
         self.move(int(u), int(k))
         return True
 
-    def exchange(self, tries: int = 16) -> bool:
+    def exchange(self, tries: int = _TRIES) -> bool:
         """Pair an over-budget improvement with the cheapest non-adjacent switch paying for it."""
         delta_loss, delta_cost = self.deltas()
         fits = self._fits(delta_cost)
@@ -119,6 +160,9 @@ class LocalSearch:
 
     def improve(self, deadline: float) -> None:
         """Single switches, then exchanges, until neither helps or the deadline passes."""
+        if self._native(1, deadline):
+            self.refresh()
+            return
         while time.perf_counter() < deadline:
             if self.one_opt():
                 continue

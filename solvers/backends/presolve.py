@@ -41,16 +41,18 @@ def reduce(
 
     ``hint`` (a feasible plan) and ``prices`` (e.g. a neighbouring sweep point's) warm-start it.
     """
-    run = run_lagrangian(model, time.perf_counter() + seconds, hint, stages=2, prices=prices)
+    run = run_lagrangian(
+        model, time.perf_counter() + seconds, hint, stages=2, prices=prices, pairs=True
+    )
     mu = [float(m) for m in run.dual.best_mu]
-    if run.choice is None or run.reduction is None:
+    if run.choice is None or run.fixed is None:
         return Presolved(
             Reduction(model, [np.arange(k) for k in model.sizes], np.inf), None, run.bound, mu
         )
     dual = run.dual
     shift = float(dual.best_mu @ dual.cap)
-    inner = fix(run.reduction.model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, run.upper)
-    total = run.reduction.then(inner)
+    fixed = fix(model, dual.dp, dual.priced(dual.best_mu[None])[0], shift, run.upper, run.fixed)
+    total = fixed.reduction(model, run.upper)
     return Presolved(total, total.shrink(run.choice), run.bound, mu)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from solvers.backends.compiled import Compiled
+from solvers.backends.native import lib, ptr
 
 __all__ = ["TreeDP", "pad"]
 
@@ -81,12 +82,35 @@ class TreeDP:
         self._downward = [(v, int(self.parent[v])) for v in self.order if self.parent[v] >= 0]
         self._upward = self._downward[::-1]
         self._up_kkm = self.up[:, :, :, None]  # [x_v, x_parent, price vector] broadcast
+        # the same edges as int64 arrays for the compiled kernels (native.py)
+        down = np.array(self._downward, dtype=np.int64).reshape(-1, 2)
+        self._down_child, self._down_par = down[:, 0].copy(), down[:, 1].copy()
+        self._up_child, self._up_par = down[::-1, 0].copy(), down[::-1, 1].copy()
+        self._root_arr = np.array(self._roots, dtype=np.int64)
 
     def minimise(self, unary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For unary (M, n, K): (lower bounds (M,), choices (M, n)) of Σ unary + pairs."""
         m = unary.shape[0]
         acc = np.ascontiguousarray((unary + self.extra[None]).transpose(1, 2, 0))  # (n, K, M)
         value = acc[self.fixed, 0, :].sum(axis=0) + self.const
+        if (native := lib()) is not None:
+            choice = np.zeros((acc.shape[0], m), dtype=np.int64)
+            value = np.ascontiguousarray(value, dtype=float)
+            native.bb_tree_minimise(
+                acc.shape[0],
+                self.width,
+                m,
+                ptr(acc),
+                ptr(self.up),
+                len(self._up_child),
+                ptr(self._up_child),
+                ptr(self._up_par),
+                len(self._root_arr),
+                ptr(self._root_arr),
+                ptr(value),
+                ptr(choice),
+            )
+            return value, np.ascontiguousarray(choice.T)
         up, reduce = self._up_kkm, np.minimum.reduce
         for v, p in self._upward:
             acc[p] += reduce(acc[v][:, None, :] + up[v], axis=0)
@@ -98,28 +122,65 @@ class TreeDP:
             choice[v] = (acc[v] + self.up[v][:, choice[p]]).argmin(axis=0)
         return value, np.ascontiguousarray(choice.T)
 
-    def marginals(self, unary: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
-        """Min-marginals for unary (n, K): per unit choice (n, K) and per forest edge entry the
-        least of Σ unary + pairs with it forced (off-forest pairs relaxed as in ``minimise``)."""
-        acc = unary + self.extra
+    def marginals(
+        self, unary: np.ndarray, pairs: bool = True
+    ) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
+        """Min-marginals for unary (n, K): per unit choice (n, K) and (with ``pairs``) per forest
+        edge entry the least of Σ unary + pairs with it forced (off-forest pairs relaxed as in
+        ``minimise``)."""
+        acc = np.ascontiguousarray(unary + self.extra, dtype=float)
         msg = np.zeros_like(acc)
-        for v in reversed(self.order):
-            p = int(self.parent[v])
-            if p >= 0:
-                msg[v] = (acc[v][:, None] + self.up[v]).min(axis=0)
-                acc[p] = acc[p] + msg[v]
+        native = lib()
+        if native is not None:
+            native.bb_marginals_up(
+                self.width,
+                ptr(acc),
+                ptr(self.up),
+                ptr(msg),
+                len(self._up_child),
+                ptr(self._up_child),
+                ptr(self._up_par),
+            )
+        else:
+            for v in reversed(self.order):
+                p = int(self.parent[v])
+                if p >= 0:
+                    msg[v] = (acc[v][:, None] + self.up[v]).min(axis=0)
+                    acc[p] = acc[p] + msg[v]
         roots = [v for v in self.order if self.parent[v] < 0]
         tree_min = np.zeros(len(acc))
         tree_min[roots] = acc[roots].min(axis=1)
         total = tree_min.sum() + acc[self.fixed, 0].sum() + self.const
         down = np.zeros_like(acc)
         edges = {}
+        if native is not None:
+            offset = np.ascontiguousarray(total - tree_min[self.tree])
+            matrices = np.zeros((len(acc), self.width, self.width) if pairs else (0, 0, 0))
+            native.bb_marginals_down(
+                self.width,
+                ptr(acc),
+                ptr(self.up),
+                ptr(msg),
+                ptr(down),
+                ptr(matrices) if pairs else None,
+                ptr(offset),
+                len(self._down_child),
+                ptr(self._down_child),
+                ptr(self._down_par),
+            )
+            for v, p in self._downward if pairs else ():
+                edges[(v, p) if v < p else (p, v)] = matrices[v] if v < p else matrices[v].T
+            nodes = acc + down + offset[:, None]
+            nodes[self.fixed] = total
+            return nodes, edges
         for v in self.order:
             p = int(self.parent[v])
             if p < 0:
                 continue
             outside = acc[p] + down[p] - msg[v]
             down[v] = (self.up[v] + outside[None, :]).min(axis=1)
+            if not pairs:
+                continue
             matrix = (
                 acc[v][:, None] + self.up[v] + outside[None, :] + (total - tree_min[self.tree[v]])
             )

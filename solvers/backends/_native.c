@@ -1,0 +1,349 @@
+/* Compiled inner loops of the Lagrangian fast path (tree DP, min-marginals, repair/swap).
+ *
+ * Loaded with ctypes by solvers/backends/native.py; every function mirrors a numpy routine in
+ * treedp.py / localsearch.py operation for operation (same additions in the same order, first
+ * index on ties), so with -ffp-contract=off the results are bit-identical to the numpy path.
+ * Arrays are C-contiguous: doubles, and int64 indices.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ABI_VERSION 1
+#define EPS 1e-12
+
+int bb_abi(void) { return ABI_VERSION; }
+
+/* TreeDP.minimise after the unary sum: acc (n, K, M), up (n, K, K) = [x_v, x_parent].
+ * Edges (child[e], par[e]) in upward order; roots add their minimum to value (M).
+ * Rows of acc that are +inf for every price vector (padding, fixed-away choices) are skipped:
+ * as a child they only add +inf terms to a minimum, as a parent they stay +inf. */
+void bb_tree_minimise(int64_t n, int64_t K, int64_t M, double *acc, const double *up,
+                      int64_t ne, const int64_t *child, const int64_t *par, int64_t nr,
+                      const int64_t *roots, double *value, int64_t *choice /* (n, M) */) {
+    double *msg = malloc(sizeof(double) * (size_t)(K * M));
+    int64_t *live = malloc(sizeof(int64_t) * (size_t)(n * K)), *count = calloc((size_t)n, 8);
+    for (int64_t v = 0; v < n; v++)
+        for (int64_t i = 0; i < K; i++) {
+            const double *row = acc + (v * K + i) * M;
+            int64_t m = 0;
+            while (m < M && row[m] == INFINITY) m++;
+            if (m < M) live[v * K + count[v]++] = i;
+        }
+    for (int64_t e = 0; e < ne; e++) {
+        const int64_t v = child[e], p = par[e];
+        const double *av = acc + v * K * M, *uv = up + v * K * K;
+        const int64_t *lv = live + v * K, *lp = live + p * K;
+        double *ap = acc + p * K * M;
+        for (int64_t t = 0; t < count[p]; t++) {
+            const int64_t j = lp[t];
+            double *out = msg + j * M;
+            for (int64_t m = 0; m < M; m++) out[m] = INFINITY;
+            for (int64_t s = 0; s < count[v]; s++) {
+                const int64_t i = lv[s];
+                const double *ai = av + i * M;
+                const double u = uv[i * K + j];
+                for (int64_t m = 0; m < M; m++) {
+                    const double x = ai[m] + u;
+                    out[m] = x < out[m] ? x : out[m];
+                }
+            }
+            for (int64_t m = 0; m < M; m++) ap[j * M + m] += out[m];
+        }
+    }
+    free(msg), free(live), free(count);
+    for (int64_t r = 0; r < nr; r++) {
+        const int64_t v = roots[r];
+        const double *av = acc + v * K * M;
+        for (int64_t m = 0; m < M; m++) {
+            double best = av[m];
+            int64_t at = 0;
+            for (int64_t i = 1; i < K; i++)
+                if (av[i * M + m] < best) best = av[i * M + m], at = i;
+            choice[v * M + m] = at;
+            value[m] += best;
+        }
+    }
+    for (int64_t e = ne - 1; e >= 0; e--) { /* downward: parents before children */
+        const int64_t v = child[e], p = par[e];
+        const double *av = acc + v * K * M, *uv = up + v * K * K;
+        for (int64_t m = 0; m < M; m++) {
+            const int64_t cp = choice[p * M + m];
+            double best = av[m] + uv[cp];
+            int64_t at = 0;
+            for (int64_t i = 1; i < K; i++) {
+                const double x = av[i * M + m] + uv[i * K + cp];
+                if (x < best) best = x, at = i;
+            }
+            choice[v * M + m] = at;
+        }
+    }
+}
+
+/* TreeDP.marginals, upward half: msg[v][j] = min_i acc[v][i] + up[v][i][j]; acc[p] += msg[v]. */
+void bb_marginals_up(int64_t K, double *acc, const double *up, double *msg, int64_t ne,
+                     const int64_t *child, const int64_t *par) {
+    for (int64_t e = 0; e < ne; e++) {
+        const int64_t v = child[e], p = par[e];
+        const double *av = acc + v * K, *uv = up + v * K * K;
+        double *mv = msg + v * K, *ap = acc + p * K;
+        for (int64_t j = 0; j < K; j++) {
+            double best = av[0] + uv[j];
+            for (int64_t i = 1; i < K; i++) {
+                const double x = av[i] + uv[i * K + j];
+                best = x < best ? x : best;
+            }
+            mv[j] = best;
+        }
+        for (int64_t j = 0; j < K; j++) ap[j] = ap[j] + mv[j];
+    }
+}
+
+/* TreeDP.marginals, downward half (edges in downward order): down (n, K), edge matrices
+ * (n, K, K) per child v, [x_v, x_parent], each plus offset[v] (total − its tree's minimum);
+ * edges may be NULL (unit marginals only). */
+void bb_marginals_down(int64_t K, const double *acc, const double *up, const double *msg,
+                       double *down, double *edges, const double *offset, int64_t ne,
+                       const int64_t *child, const int64_t *par) {
+    double *outside = malloc(sizeof(double) * (size_t)K);
+    for (int64_t e = 0; e < ne; e++) {
+        const int64_t v = child[e], p = par[e];
+        const double *av = acc + v * K, *uv = up + v * K * K, *mv = msg + v * K;
+        const double *ap = acc + p * K, *dp = down + p * K;
+        double *dv = down + v * K, *ev = edges ? edges + v * K * K : NULL;
+        for (int64_t j = 0; j < K; j++) outside[j] = (ap[j] + dp[j]) - mv[j];
+        for (int64_t i = 0; i < K; i++) {
+            double best = uv[i * K] + outside[0];
+            for (int64_t j = 1; j < K; j++) {
+                const double x = uv[i * K + j] + outside[j];
+                best = x < best ? x : best;
+            }
+            dv[i] = best;
+            if (ev)
+                for (int64_t j = 0; j < K; j++)
+                ev[i * K + j] = ((av[i] + uv[i * K + j]) + outside[j]) + offset[v];
+        }
+    }
+    free(outside);
+}
+
+/* ---- LocalSearch ------------------------------------------------------------------------
+ * The numpy class recomputes every Δ after each move; here the Δ rows of the moved unit and its
+ * neighbours (the only ones a move changes) are recomputed by the same formula, so every value
+ * equals the numpy one. Entries with an infinite Δloss (padding, fixed-away choices) can never be
+ * picked by any rule below, so the scans skip them. */
+
+typedef struct {
+    int64_t n, K, R, E;
+    const double *loss;     /* (n, K), +inf padding */
+    const double *cost;     /* (R, n, K) */
+    const double *cap;      /* (R,) */
+    const double *norm;     /* (R,) */
+    const double *stack;    /* (E, K, K) pair matrices [x_a, x_b], zero padding */
+    const int64_t *ends;    /* (E, 2) */
+    const int64_t *adj_ptr; /* (n + 1,) CSR over units: incident edges */
+    const int64_t *adj_edge;
+} Model;
+
+typedef struct {
+    int64_t *choice;        /* (n,) */
+    double *pair;           /* (n, K) */
+    double *spent;          /* (R,) */
+    double *dl;             /* (n, K): Δ objective of each switch */
+    double *dc;             /* (R, n, K): Δ cost */
+    unsigned char *blocked; /* (n,) scratch */
+} State;
+
+static int64_t other_end(const Model *md, int64_t e, int64_t u) {
+    return md->ends[2 * e] == u ? md->ends[2 * e + 1] : md->ends[2 * e];
+}
+
+static void unit_deltas(const Model *md, State *s, int64_t u) {
+    const int64_t n = md->n, K = md->K, c = s->choice[u];
+    const double *lu = md->loss + u * K, *pu = s->pair + u * K;
+    const double cur = lu[c] + pu[c];
+    double *d = s->dl + u * K;
+    for (int64_t k = 0; k < K; k++) d[k] = (lu[k] + pu[k]) - cur;
+    for (int64_t r = 0; r < md->R; r++) {
+        const double *cr = md->cost + (r * n + u) * K;
+        double *dr = s->dc + (r * n + u) * K;
+        for (int64_t k = 0; k < K; k++) dr[k] = cr[k] - cr[c];
+    }
+}
+
+static int fits_at(const Model *md, const State *s, int64_t t) {
+    const int64_t nk = md->n * md->K;
+    for (int64_t r = 0; r < md->R; r++)
+        if (!(s->spent[r] + s->dc[r * nk + t] <= md->cap[r])) return 0;
+    return 1;
+}
+
+static void move(const Model *md, State *s, int64_t u, int64_t k) {
+    const int64_t K = md->K, old = s->choice[u];
+    for (int64_t t = md->adj_ptr[u]; t < md->adj_ptr[u + 1]; t++) {
+        const int64_t e = md->adj_edge[t], a = md->ends[2 * e], b = md->ends[2 * e + 1];
+        const double *m = md->stack + e * K * K;
+        if (a == u) {
+            double *pv = s->pair + b * K;
+            for (int64_t j = 0; j < K; j++) pv[j] += m[k * K + j] - m[old * K + j];
+        } else {
+            double *pv = s->pair + a * K;
+            for (int64_t i = 0; i < K; i++) pv[i] += m[i * K + k] - m[i * K + old];
+        }
+    }
+    for (int64_t r = 0; r < md->R; r++) {
+        const double *cr = md->cost + (r * md->n + u) * K;
+        s->spent[r] += cr[k] - cr[old];
+    }
+    s->choice[u] = k;
+    unit_deltas(md, s, u);
+    for (int64_t t = md->adj_ptr[u]; t < md->adj_ptr[u + 1]; t++)
+        unit_deltas(md, s, other_end(md, md->adj_edge[t], u));
+}
+
+/* LocalSearch.repair: least Δloss per unit of removed (normalised) overrun first. */
+static void repair(const Model *md, State *s) {
+    const int64_t n = md->n, K = md->K, R = md->R, nk = n * K;
+    double over[64];
+    for (int64_t it = 0; it < nk; it++) {
+        double over_sum = 0.0;
+        int any = 0;
+        for (int64_t r = 0; r < R; r++) {
+            const double o = s->spent[r] - md->cap[r];
+            over[r] = (o > 0.0 ? o : 0.0) / md->norm[r];
+            if (over[r] != 0.0) any = 1;
+            over_sum = r ? over_sum + over[r] : over[r];
+        }
+        if (!any) return;
+        double dmin = INFINITY;
+        for (int64_t t = 0; t < nk; t++) dmin = s->dl[t] < dmin ? s->dl[t] : dmin;
+        double best = INFINITY;
+        int64_t at = 0;
+        for (int64_t t = 0; t < nk; t++) {
+            if (s->dl[t] == INFINITY) continue;
+            double g = 0.0;
+            for (int64_t r = 0; r < R; r++) {
+                double a = (s->spent[r] + s->dc[r * nk + t]) - md->cap[r];
+                a = (a > 0.0 ? a : 0.0) / md->norm[r];
+                g = r ? g + a : a;
+            }
+            const double gain = over_sum - g;
+            if (!(gain > EPS)) continue;
+            const double score = (s->dl[t] - dmin) / gain;
+            if (score < best) best = score, at = t;
+        }
+        if (!isfinite(best)) return;
+        move(md, s, at / K, at % K);
+    }
+}
+
+/* LocalSearch.one_opt: the best single switch that lowers the objective and keeps the budgets. */
+static int one_opt(const Model *md, State *s) {
+    const int64_t nk = md->n * md->K;
+    double best = INFINITY;
+    int64_t at = 0;
+    for (int64_t t = 0; t < nk; t++)
+        if (s->dl[t] < best && fits_at(md, s, t)) best = s->dl[t], at = t;
+    const double l = fabs(md->loss[at]);
+    if (best >= -EPS * (1.0 > l ? 1.0 : l)) return 0;
+    move(md, s, at / md->K, at % md->K);
+    return 1;
+}
+
+/* LocalSearch.exchange: an over-budget improvement paid for by the cheapest switch of a unit
+ * that is neither it nor its neighbour. */
+static int exchange(const Model *md, State *s, int64_t tries) {
+    const int64_t n = md->n, K = md->K, R = md->R, nk = n * K;
+    int64_t cand[64];
+    double key[64], room[64];
+    int64_t have = 0;
+    if (tries > 64) tries = 64;
+    for (int64_t t = 0; t < nk; t++) { /* the `tries` least Δloss that break a budget */
+        const double x = s->dl[t];
+        if (!(x < INFINITY) || (have == tries && !(x < key[have - 1])) || fits_at(md, s, t))
+            continue;
+        int64_t pos = have < tries ? have++ : have - 1;
+        while (pos > 0 && x < key[pos - 1]) {
+            key[pos] = key[pos - 1], cand[pos] = cand[pos - 1];
+            pos--;
+        }
+        key[pos] = x, cand[pos] = t;
+    }
+    for (int64_t c = 0; c < have; c++) {
+        const int64_t f = cand[c], u = f / K;
+        if (!(s->dl[f] < -EPS)) break;
+        for (int64_t r = 0; r < R; r++) room[r] = (md->cap[r] - s->spent[r]) - s->dc[r * nk + f];
+        memset(s->blocked, 0, (size_t)n);
+        s->blocked[u] = 1;
+        for (int64_t t = md->adj_ptr[u]; t < md->adj_ptr[u + 1]; t++)
+            s->blocked[other_end(md, md->adj_edge[t], u)] = 1;
+        double best = INFINITY;
+        int64_t at = 0;
+        for (int64_t w = 0; w < n; w++) {
+            if (s->blocked[w]) continue;
+            for (int64_t t = w * K; t < (w + 1) * K; t++) {
+                if (!(s->dl[t] < best)) continue;
+                int ok = 1;
+                for (int64_t r = 0; r < R && ok; r++) ok = s->dc[r * nk + t] <= room[r];
+                if (ok) best = s->dl[t], at = t;
+            }
+        }
+        if (s->dl[f] + best < -EPS) {
+            move(md, s, u, f % K);
+            move(md, s, at / K, at % K);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* LocalSearch.repair (mode 0) or LocalSearch.improve without its final refresh (mode 1):
+ * single switches, then exchanges, until neither helps or CLOCK_MONOTONIC passes deadline
+ * (Python's time.perf_counter clock). Returns the number of moves, or -1 (too many budgets). */
+int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, const double *loss,
+                    const double *cost, const double *cap, const double *norm,
+                    const double *stack, const int64_t *ends, const int64_t *adj_ptr,
+                    const int64_t *adj_edge, int64_t *choice, double *pair, double *spent,
+                    double deadline, int64_t tries) {
+    if (R > 64) return -1;
+    Model md = {n, K, R, E, loss, cost, cap, norm, stack, ends, adj_ptr, adj_edge};
+    State s = {choice, pair, spent, malloc(sizeof(double) * (size_t)(n * K)),
+               malloc(sizeof(double) * (size_t)((R ? R : 1) * n * K)), malloc((size_t)n)};
+    for (int64_t u = 0; u < n; u++) unit_deltas(&md, &s, u);
+    if (mode == 0) {
+        repair(&md, &s);
+    } else {
+        while (now() < deadline) {
+            if (one_opt(&md, &s)) continue;
+            if (!exchange(&md, &s, tries)) break;
+        }
+    }
+    free(s.dl), free(s.dc), free(s.blocked);
+    return 0;
+}
+
+/* LocalSearch.refresh's pair contributions: as the two np.add.at calls, in edge order. */
+void bb_pair_refresh(int64_t n, int64_t K, int64_t E, const double *stack, const int64_t *ends,
+                     const int64_t *choice, double *pair) {
+    memset(pair, 0, sizeof(double) * (size_t)(n * K));
+    for (int64_t e = 0; e < E; e++) {
+        const double *m = stack + e * K * K;
+        double *pa = pair + ends[2 * e] * K;
+        const int64_t cb = choice[ends[2 * e + 1]];
+        for (int64_t i = 0; i < K; i++) pa[i] += m[i * K + cb];
+    }
+    for (int64_t e = 0; e < E; e++) {
+        const double *m = stack + e * K * K;
+        double *pb = pair + ends[2 * e + 1] * K;
+        const int64_t ca = choice[ends[2 * e]];
+        for (int64_t j = 0; j < K; j++) pb[j] += m[ca * K + j];
+    }
+}

@@ -1,0 +1,132 @@
+"""The compiled kernels (``solvers/backends/_native.c``) against the numpy code they replace."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from solver_helpers import random_doc, random_problem
+
+from solvers import Problem, solve
+from solvers.backends import native
+from solvers.backends.compiled import Compiled
+from solvers.backends.localsearch import LocalSearch
+from solvers.pareto import pareto_front
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The library ``make`` built, or one built here (skipped without a C compiler)."""
+    if native.default_path().is_file() and native.load(native.default_path()) is not None:
+        return native.default_path()
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    return native.build(tmp_path_factory.mktemp("native") / "lib.so")
+
+
+class Switch:
+    """Selects the numpy path (``numpy()``) or the compiled one (``compiled()``)."""
+
+    def __init__(self, library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.library, self.monkeypatch = library, monkeypatch
+
+    def use(self, name: str) -> None:
+        self.monkeypatch.setenv("BITBUDGET_NATIVE", "0" if name == "numpy" else str(self.library))
+        assert (native.lib() is None) == (name == "numpy")
+
+
+@pytest.fixture
+def both(library: Path, monkeypatch: pytest.MonkeyPatch) -> Switch:
+    return Switch(library, monkeypatch)
+
+
+def _model(seed: int, n: int = 12, k: int = 4, chain_only: bool = False) -> Compiled:
+    """A random model: ragged widths (ties), one off-chain pair unless ``chain_only``."""
+    return Compiled(random_problem(n, k, seed, chain_only=chain_only))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tree_dp_matches_numpy(both: Switch, seed: int) -> None:
+    model = _model(seed, chain_only=seed % 2 == 0)
+    rng = np.random.default_rng(seed)
+    unary = model.loss_pad[None] + rng.normal(0, 0.5, (7, *model.loss_pad.shape))
+    unary[:, rng.integers(0, len(model.units), 3), rng.integers(0, 2, 3)] = np.inf  # fixed away
+    out = {}
+    for name in ("numpy", "compiled"):
+        both.use(name)
+        dp = model.treedp.__class__(model)
+        values, choices = dp.minimise(unary.copy())
+        nodes, edges = dp.marginals(unary[0].copy())
+        nodes_only, none = dp.marginals(unary[0].copy(), pairs=False)
+        assert none == {} and np.array_equal(nodes_only, nodes)
+        out[name] = (values, choices, nodes, edges)
+    (v0, c0, n0, e0), (v1, c1, n1, e1) = out["numpy"], out["compiled"]
+    assert np.array_equal(v0, v1) and np.array_equal(c0, c1)
+    assert np.array_equal(n0, n1)
+    assert e0.keys() == e1.keys()
+    for key in e0:
+        assert np.array_equal(e0[key], e1[key])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_local_search_matches_numpy(both: Switch, seed: int) -> None:
+    model = _model(seed, n=14, k=4)
+    rng = np.random.default_rng(seed)
+    loss = model.loss_pad.copy()
+    if seed % 2:  # fix a few choices away, as the Lagrangian fast path does
+        loss[rng.integers(0, len(model.units), 4), rng.integers(1, 3, 4)] = np.inf
+    start = np.array([int(np.argmax(np.where(np.isfinite(row), row, -np.inf))) for row in loss])
+    start = np.array([0 if np.isinf(loss[u, c]) else c for u, c in enumerate(start)])
+    for u in range(len(start)):  # the most expensive alive choice: over budget, to repair
+        alive = np.flatnonzero(np.isfinite(loss[u]))
+        start[u] = alive[np.argmax(model.cost_pad[0, u, alive])]
+    out = {}
+    for name in ("numpy", "compiled"):
+        both.use(name)
+        search = LocalSearch(model, start, loss)
+        search.repair()
+        repaired = search.choice.copy()
+        search.improve(float("inf"))
+        out[name] = (repaired, search.choice.copy(), search.pair.copy(), search.spent.copy())
+    for a, b in zip(out["numpy"], out["compiled"], strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lagrangian_plans_match_numpy(both: Switch, seed: int) -> None:
+    problem = random_problem(30, 4, seed, tight=0.3)
+    plans = {}
+    for name in ("numpy", "compiled"):
+        both.use(name)
+        plans[name] = [
+            solve(problem, "lagrangian"),
+            solve(problem, "cpsat", time_limit=20),
+        ]
+    for a, b in zip(plans["numpy"], plans["compiled"], strict=True):
+        assert a.status == b.status and a.objective == b.objective and a.bound == b.bound
+        assert a.choices == b.choices
+
+
+def test_lagrangian_front_matches_numpy(both: Switch) -> None:
+    problem = random_problem(40, 4, 3, tight=0.3)
+    fronts = {}
+    for name in ("numpy", "compiled"):
+        both.use(name)
+        front = pareto_front(problem, "memory_bytes", 8, method="lagrangian")
+        fronts[name] = [(p.budget, p.plan.objective, p.plan.bound) for p in front.points]
+    assert fronts["numpy"] == fronts["compiled"]
+
+
+def test_a_missing_or_stale_library_falls_back_to_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITBUDGET_NATIVE", str(tmp_path / "absent.so"))
+    assert native.lib() is None
+    stale = tmp_path / "stale.so"
+    stale.write_bytes(b"not a shared library")
+    monkeypatch.setenv("BITBUDGET_NATIVE", str(stale))
+    assert native.lib() is None
+    plan = solve(Problem.from_dict(random_doc(6, 3, 1)), "lagrangian")
+    assert plan.has_solution
