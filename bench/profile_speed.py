@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -47,6 +48,7 @@ def _timed(req: ProfileRequest) -> tuple[float, dict]:
 
 
 def bench_size(size: int, images: int, sample: int) -> dict:
+    load_before = list(os.getloadavg())
     spec = ModelSpec("sam2.1-hiera-tiny", image_size=size)
     fisher_s, fisher = _timed(ProfileRequest(spec, "fisher_kl", DEFAULT_CANDIDATES, images=images))
     # the same estimate over every token (no token sampling), to show what sampling costs
@@ -106,6 +108,8 @@ def bench_size(size: int, images: int, sample: int) -> dict:
         "fisher_kl_seconds": round(fisher_s, 2),
         "fisher_kl_wall_seconds": fisher["stats"]["wall_seconds"],
         "fisher_sample": FISHER_SAMPLE,
+        "fisher_kl_setup_seconds": round(fisher["stats"]["cpu_setup_seconds"], 2),
+        "fisher_rows_bytes_per_image": fisher["stats"].get("fisher_rows_bytes"),
         "fisher_kl_every_token_seconds": round(full_s, 2),
         "token_sampling_speedup": round(full_s / fisher_s, 2),
         "spearman_sampled_vs_every_token_all_layers": sampled_vs_full,
@@ -128,6 +132,7 @@ def bench_size(size: int, images: int, sample: int) -> dict:
         "kl_setup_seconds": round(kl["stats"]["cpu_setup_seconds"], 2),
         "kl_seconds_per_layer_perturbation": round(per_perturbation, 3),
         "cache_speedup_note": "ratio of perturbation compute times on the sampled layers",
+        "load_average_1_5_15_before_after": [load_before, list(os.getloadavg())],
     }
 
 

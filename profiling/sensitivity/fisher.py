@@ -348,6 +348,7 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
                 torch.save({n: [r.state() for r in rows[n]] for n in ran}, tmp)
                 os.replace(tmp, path)
+                unit["rows_bytes"] = path.stat().st_size
             del rows
             ctx.store.put(f"fisher:{i}", unit)
         first.append(unit)
@@ -384,4 +385,5 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         for n in measured
     }
     unmeasured = [n for n in names if n not in layers]  # never ran on an image (memory path)
-    return {"layers": layers, "unmeasured": unmeasured}
+    kept = max((u.get("rows_bytes", 0) for u in first), default=0)
+    return {"layers": layers, "unmeasured": unmeasured, "stats": {"fisher_rows_bytes": kept}}

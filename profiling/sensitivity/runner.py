@@ -142,6 +142,7 @@ def run_profile(
             "compute_seconds": round(time.perf_counter() - setup_done, 3),
             "device": device,
             "cache_hit": False,
+            **result.get("stats", {}),
         },
     )
     profile.save(root)
