@@ -178,6 +178,8 @@ def _sweep(
     out: list[FrontPoint] = []
     hint: np.ndarray | None = None
     prices: list[float] | None = None
+    for name in ("loss_pad", "cost_pad", "edge_stack", "adjacency", "neighbours", "treedp"):
+        getattr(model, name)  # budget-independent: built once, shared by every point's copy
     for i, b in enumerate(budgets):
         at = model.rebudget(**{resource: b})
         opts: dict[str, Any] = {"prices": prices} if method in WARM and prices else {}

@@ -154,8 +154,9 @@ def make_plan(model: Compiled, solver: str, result: Result, seconds: float) -> P
             message=message,
             **common,
         )
-    if not model.feasible(result.choice):
-        raise RuntimeError(f"{solver}: returned a plan over budget ({model.totals(result.choice)})")
+    totals = model.totals(result.choice)
+    if not model.feasible(result.choice, totals):
+        raise RuntimeError(f"{solver}: returned a plan over budget ({totals})")
     objective = model.objective(result.choice)
     bound = None if result.bound is None else min(result.bound, objective)
     gap = None if bound is None else (objective - bound) / max(abs(objective), 1e-12)
@@ -164,7 +165,7 @@ def make_plan(model: Compiled, solver: str, result: Result, seconds: float) -> P
         model.names(result.choice),
         objective,
         bound,
-        model.totals(result.choice),
+        totals,
         gap=gap,
         message=result.message,
         **common,

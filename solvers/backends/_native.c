@@ -11,75 +11,116 @@
 #include <string.h>
 #include <time.h>
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define EPS 1e-12
 
 int bb_abi(void) { return ABI_VERSION; }
 
-/* TreeDP.minimise after the unary sum: acc (n, K, M), up (n, K, K) = [x_v, x_parent].
- * Edges (child[e], par[e]) in upward order; roots add their minimum to value (M).
- * Rows of acc that are +inf for every price vector (padding, fixed-away choices) are skipped:
- * as a child they only add +inf terms to a minimum, as a parent they stay +inf. */
-void bb_tree_minimise(int64_t n, int64_t K, int64_t M, double *acc, const double *up,
-                      int64_t ne, const int64_t *child, const int64_t *par, int64_t nr,
-                      const int64_t *roots, double *value, int64_t *choice /* (n, M) */) {
-    double *msg = malloc(sizeof(double) * (size_t)(K * M));
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* TreeDP.minimise_priced: acc[v][m][i] = (loss + Σ_r mu[m][r]·cost[r]) + extra, laid out
+ * (n, M, K); up (n, K, K) = [x_v, x_parent]. Edges (child[e], par[e]) in upward order; roots
+ * add their minimum to value (M); choices come out as (M, n). Rows whose loss is +inf (padding,
+ * fixed-away choices) are +inf for every price vector: as a child they only add +inf terms to
+ * a minimum and are skipped, as a parent they stay +inf (so a parent with few live rows only
+ * gets those). The same sums and minima as the numpy code, so equal results. */
+VECTOR_CLONES
+void bb_tree_minimise(int64_t n, int64_t K, int64_t M, int64_t R, const double *loss,
+                      const double *extra, const double *cost, const double *mu,
+                      const double *up, int64_t ne, const int64_t *child, const int64_t *par,
+                      int64_t nr, const int64_t *roots, double *value, int64_t *choice) {
+    double *acc = malloc(sizeof(double) * (size_t)(n * M * K));
+    double *msg = malloc(sizeof(double) * (size_t)K);
     int64_t *live = malloc(sizeof(int64_t) * (size_t)(n * K)), *count = calloc((size_t)n, 8);
-    for (int64_t v = 0; v < n; v++)
-        for (int64_t i = 0; i < K; i++) {
-            const double *row = acc + (v * K + i) * M;
-            int64_t m = 0;
-            while (m < M && row[m] == INFINITY) m++;
-            if (m < M) live[v * K + count[v]++] = i;
-        }
-    for (int64_t e = 0; e < ne; e++) {
-        const int64_t v = child[e], p = par[e];
-        const double *av = acc + v * K * M, *uv = up + v * K * K;
-        const int64_t *lv = live + v * K, *lp = live + p * K;
-        double *ap = acc + p * K * M;
-        for (int64_t t = 0; t < count[p]; t++) {
-            const int64_t j = lp[t];
-            double *out = msg + j * M;
-            for (int64_t m = 0; m < M; m++) out[m] = INFINITY;
-            for (int64_t s = 0; s < count[v]; s++) {
-                const int64_t i = lv[s];
-                const double *ai = av + i * M;
-                const double u = uv[i * K + j];
-                for (int64_t m = 0; m < M; m++) {
-                    const double x = ai[m] + u;
-                    out[m] = x < out[m] ? x : out[m];
+    for (int64_t v = 0; v < n; v++) {
+        for (int64_t i = 0; i < K; i++)
+            if (loss[v * K + i] != INFINITY) live[v * K + count[v]++] = i;
+        for (int64_t m = 0; m < M; m++) {
+            double *row = acc + (v * M + m) * K;
+            for (int64_t i = 0; i < K; i++) {
+                const int64_t vi = v * K + i;
+                if (loss[vi] == INFINITY) {
+                    row[i] = INFINITY;
+                    continue;
                 }
+                double t = 0.0;
+                for (int64_t r = 0; r < R; r++) {
+                    const double x = mu[m * R + r] * cost[r * n * K + vi];
+                    t = r ? t + x : x;
+                }
+                row[i] = (R ? loss[vi] + t : loss[vi]) + extra[vi];
             }
-            for (int64_t m = 0; m < M; m++) ap[j * M + m] += out[m];
         }
     }
-    free(msg), free(live), free(count);
+    for (int64_t e = 0; e < ne; e++) {
+        const int64_t v = child[e], p = par[e];
+        const double *uv = up + v * K * K;
+        const int64_t *lv = live + v * K, *lp = live + p * K;
+        if (2 * count[p] < K) { /* a sparse parent (fixing left it few choices): only those */
+            for (int64_t m = 0; m < M; m++) {
+                const double *av = acc + (v * M + m) * K;
+                double *ap = acc + (p * M + m) * K;
+                for (int64_t t = 0; t < count[p]; t++) {
+                    const int64_t j = lp[t];
+                    double best = INFINITY;
+                    for (int64_t s = 0; s < count[v]; s++) {
+                        const double x = av[lv[s]] + uv[lv[s] * K + j];
+                        best = x < best ? x : best;
+                    }
+                    ap[j] += best;
+                }
+            }
+            continue;
+        }
+        for (int64_t m = 0; m < M; m++) {
+            const double *av = acc + (v * M + m) * K;
+            double *ap = acc + (p * M + m) * K;
+            for (int64_t j = 0; j < K; j++) msg[j] = INFINITY;
+            for (int64_t s = 0; s < count[v]; s++) {
+                const int64_t i = lv[s];
+                const double a = av[i], *ui = uv + i * K;
+                for (int64_t j = 0; j < K; j++) {
+                    const double x = a + ui[j];
+                    msg[j] = x < msg[j] ? x : msg[j];
+                }
+            }
+            for (int64_t j = 0; j < K; j++) ap[j] += msg[j];
+        }
+    }
+    free(msg);
     for (int64_t r = 0; r < nr; r++) {
         const int64_t v = roots[r];
-        const double *av = acc + v * K * M;
-        for (int64_t m = 0; m < M; m++) {
-            double best = av[m];
+        for (int64_t m = 0; m < M; m++) { /* first least, as argmin (dead rows are +inf) */
+            const double *av = acc + (v * M + m) * K;
+            double best = INFINITY;
             int64_t at = 0;
-            for (int64_t i = 1; i < K; i++)
-                if (av[i * M + m] < best) best = av[i * M + m], at = i;
-            choice[v * M + m] = at;
+            for (int64_t s = 0; s < count[v]; s++)
+                if (av[live[v * K + s]] < best) best = av[live[v * K + s]], at = live[v * K + s];
+            choice[m * n + v] = at;
             value[m] += best;
         }
     }
     for (int64_t e = ne - 1; e >= 0; e--) { /* downward: parents before children */
         const int64_t v = child[e], p = par[e];
-        const double *av = acc + v * K * M, *uv = up + v * K * K;
+        const double *uv = up + v * K * K;
         for (int64_t m = 0; m < M; m++) {
-            const int64_t cp = choice[p * M + m];
-            double best = av[m] + uv[cp];
+            const double *av = acc + (v * M + m) * K;
+            const int64_t cp = choice[m * n + p];
+            double best = INFINITY;
             int64_t at = 0;
-            for (int64_t i = 1; i < K; i++) {
-                const double x = av[i * M + m] + uv[i * K + cp];
+            for (int64_t s = 0; s < count[v]; s++) {
+                const int64_t i = live[v * K + s];
+                const double x = av[i] + uv[i * K + cp];
                 if (x < best) best = x, at = i;
             }
-            choice[v * M + m] = at;
+            choice[m * n + v] = at;
         }
     }
+    free(acc), free(live), free(count);
 }
 
 /* TreeDP.marginals, upward half: msg[v][j] = min_i acc[v][i] + up[v][i][j]; acc[p] += msg[v]. */
@@ -145,6 +186,8 @@ typedef struct {
     const int64_t *ends;    /* (E, 2) */
     const int64_t *adj_ptr; /* (n + 1,) CSR over units: incident edges */
     const int64_t *adj_edge;
+    int64_t *live;          /* flat indices u·K + k of the finite losses, ascending */
+    int64_t *live_ptr;      /* (n + 1,): unit u's are live[live_ptr[u] .. live_ptr[u + 1]) */
 } Model;
 
 typedef struct {
@@ -217,11 +260,13 @@ static void repair(const Model *md, State *s) {
             over_sum = r ? over_sum + over[r] : over[r];
         }
         if (!any) return;
+        const int64_t nl = md->live_ptr[n];
         double dmin = INFINITY;
-        for (int64_t t = 0; t < nk; t++) dmin = s->dl[t] < dmin ? s->dl[t] : dmin;
+        for (int64_t q = 0; q < nl; q++) dmin = s->dl[md->live[q]] < dmin ? s->dl[md->live[q]] : dmin;
         double best = INFINITY;
         int64_t at = 0;
-        for (int64_t t = 0; t < nk; t++) {
+        for (int64_t q = 0; q < nl; q++) {
+            const int64_t t = md->live[q];
             if (s->dl[t] == INFINITY) continue;
             double g = 0.0;
             for (int64_t r = 0; r < R; r++) {
@@ -244,8 +289,10 @@ static int one_opt(const Model *md, State *s) {
     const int64_t nk = md->n * md->K;
     double best = INFINITY;
     int64_t at = 0;
-    for (int64_t t = 0; t < nk; t++)
+    for (int64_t q = 0; q < md->live_ptr[md->n]; q++) {
+        const int64_t t = md->live[q];
         if (s->dl[t] < best && fits_at(md, s, t)) best = s->dl[t], at = t;
+    }
     const double l = fabs(md->loss[at]);
     if (best >= -EPS * (1.0 > l ? 1.0 : l)) return 0;
     move(md, s, at / md->K, at % md->K);
@@ -260,7 +307,8 @@ static int exchange(const Model *md, State *s, int64_t tries) {
     double key[64], room[64];
     int64_t have = 0;
     if (tries > 64) tries = 64;
-    for (int64_t t = 0; t < nk; t++) { /* the `tries` least Δloss that break a budget */
+    for (int64_t q = 0; q < md->live_ptr[n]; q++) { /* the `tries` least Δloss over budget */
+        const int64_t t = md->live[q];
         const double x = s->dl[t];
         if (!(x < INFINITY) || (have == tries && !(x < key[have - 1])) || fits_at(md, s, t))
             continue;
@@ -279,18 +327,22 @@ static int exchange(const Model *md, State *s, int64_t tries) {
         s->blocked[u] = 1;
         for (int64_t t = md->adj_ptr[u]; t < md->adj_ptr[u + 1]; t++)
             s->blocked[other_end(md, md->adj_edge[t], u)] = 1;
-        double best = INFINITY;
-        int64_t at = 0;
+        /* only a switch with Δloss below −EPS − Δloss[f] can pay: scan below that (with a
+         * margin far above rounding), then check the least found exactly as numpy does */
+        const double need = -EPS - s->dl[f];
+        double best = need + fabs(need) * 1e-9 + 1e-300;
+        int64_t at = -1;
         for (int64_t w = 0; w < n; w++) {
             if (s->blocked[w]) continue;
-            for (int64_t t = w * K; t < (w + 1) * K; t++) {
+            for (int64_t q = md->live_ptr[w]; q < md->live_ptr[w + 1]; q++) {
+                const int64_t t = md->live[q];
                 if (!(s->dl[t] < best)) continue;
                 int ok = 1;
                 for (int64_t r = 0; r < R && ok; r++) ok = s->dc[r * nk + t] <= room[r];
                 if (ok) best = s->dl[t], at = t;
             }
         }
-        if (s->dl[f] + best < -EPS) {
+        if (at >= 0 && s->dl[f] + best < -EPS) {
             move(md, s, u, f % K);
             move(md, s, at / K, at % K);
             return 1;
@@ -314,7 +366,15 @@ int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, co
                     const int64_t *adj_edge, int64_t *choice, double *pair, double *spent,
                     double deadline, int64_t tries) {
     if (R > 64) return -1;
-    Model md = {n, K, R, E, loss, cost, cap, norm, stack, ends, adj_ptr, adj_edge};
+    Model md = {n,     K,    R,     E,       loss,     cost, cap, norm,
+                stack, ends, adj_ptr, adj_edge, malloc(sizeof(int64_t) * (size_t)(n * K)),
+                malloc(sizeof(int64_t) * (size_t)(n + 1))};
+    md.live_ptr[0] = 0;
+    for (int64_t u = 0; u < n; u++) {
+        md.live_ptr[u + 1] = md.live_ptr[u];
+        for (int64_t k = 0; k < K; k++)
+            if (loss[u * K + k] != INFINITY) md.live[md.live_ptr[u + 1]++] = u * K + k;
+    }
     State s = {choice, pair, spent, malloc(sizeof(double) * (size_t)(n * K)),
                malloc(sizeof(double) * (size_t)((R ? R : 1) * n * K)), malloc((size_t)n)};
     for (int64_t u = 0; u < n; u++) unit_deltas(&md, &s, u);
@@ -326,7 +386,7 @@ int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, co
             if (!exchange(&md, &s, tries)) break;
         }
     }
-    free(s.dl), free(s.dc), free(s.blocked);
+    free(s.dl), free(s.dc), free(s.blocked), free(md.live), free(md.live_ptr);
     return 0;
 }
 

@@ -151,7 +151,16 @@ class Compiled:
         }
         out.edges = {(a, b): m[keep[a]][:, keep[b]] for (a, b), m in self.edges.items()}
         out.forbid = {(a, b): f[keep[a]][:, keep[b]] for (a, b), f in forbid.items()}
-        for name in ("loss_pad", "cost_pad", "edge_stack", "treedp", "neighbours", "adjacency"):
+        cached = (
+            "loss_pad",
+            "cost_pad",
+            "edge_stack",
+            "treedp",
+            "neighbours",
+            "adjacency",
+            "_least",
+        )
+        for name in cached:
             out.__dict__.pop(name, None)
         return out
 
@@ -239,9 +248,10 @@ class Compiled:
             out[r] = _tidy(self.problem.fixed.get(r, 0) + spent)
         return out
 
-    def feasible(self, choice: np.ndarray) -> bool:
-        """True when every non-null budget holds (to FEAS_RTOL relative)."""
-        totals = self.totals(choice)
+    def feasible(self, choice: np.ndarray, totals: dict[str, float] | None = None) -> bool:
+        """True when every non-null budget holds (to FEAS_RTOL relative); ``totals`` are the
+        choice's ``totals`` when the caller has them already."""
+        totals = self.totals(choice) if totals is None else totals
         return all(
             totals[r] <= b * (1 + FEAS_RTOL) + 1e-12 for r, b in self.problem.constrained().items()
         )
@@ -265,8 +275,13 @@ class Compiled:
 
     def least(self) -> dict[str, float]:
         """The least each constrained resource can reach alone, given ties (fixed included)."""
+        return {r: self._least[r] for r in self.capacity}
+
+    @functools.cached_property
+    def _least(self) -> dict[str, float]:
+        """``least`` for every reported resource (budget-independent: shared by ``rebudget``)."""
         out = {}
-        for r in self.capacity:
+        for r in self.reported:
             out[r] = _tidy(self.problem.fixed.get(r, 0) + sum(float(c.min()) for c in self.cost[r]))
         return out
 

@@ -10,6 +10,7 @@ passes run on what is left. Bound: max(D_full, min(incumbent, D_reduced)).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import numpy as np
 from solvers.backends.compiled import Compiled, Result
 from solvers.backends.fixing import Fixed, fix
 from solvers.backends.localsearch import LocalSearch
+from solvers.backends.treedp import price
 
 __all__ = ["Dual", "LagrangianRun", "run_lagrangian", "solve_lagrangian"]
 
@@ -41,6 +43,16 @@ class Dual:
         self.capacity = np.array(list(model.capacity.values()))
         norm = np.maximum(np.abs(self.capacity), 1e-300)
         self.cost, self.cap = self.raw / norm[:, None, None], self.capacity / norm
+        self.bound, self.best_mu = -np.inf, np.zeros(len(self.resources))
+        self.at_best: np.ndarray | None = None  # the priced optimum at best_mu
+        self.best: np.ndarray | None = None  # the best feasible choice seen
+        self.best_value, self.calls = np.inf, 0
+        self.pool: dict[bytes, tuple[float, np.ndarray]] = {}  # priced optima with top bounds
+
+    @functools.cached_property
+    def scale(self) -> np.ndarray:
+        """Per resource, total loss spread over total cost span: a price's order of magnitude
+        (only centres the search of a price still at zero)."""
         finite = np.where(np.isfinite(self.loss), self.loss, np.nan)
         spread = max(float(np.sum(np.nanmax(finite, 1) - np.nanmin(finite, 1))), 1e-12)
         width = np.isfinite(self.loss)[None]
@@ -49,20 +61,15 @@ class Dual:
             - np.min(np.where(width, self.cost, np.inf), 2),
             1,
         )
-        self.scale = spread / np.maximum(span, 1e-12)
-        self.bound, self.best_mu = -np.inf, np.zeros(len(self.resources))
-        self.at_best: np.ndarray | None = None  # the priced optimum at best_mu
-        self.best: np.ndarray | None = None  # the best feasible choice seen
-        self.best_value, self.calls = np.inf, 0
-        self.pool: dict[bytes, tuple[float, np.ndarray]] = {}  # priced optima with top bounds
+        return spread / np.maximum(span, 1e-12)
 
     def priced(self, mu: np.ndarray) -> np.ndarray:
         """Unary terms loss + Σ_r μ_r·cost_r for price vectors mu (M, R): shape (M, n, K)."""
-        return self.loss[None] + np.einsum("mr,rnk->mnk", mu, self.cost)
+        return price(self.loss, self.cost, mu)
 
     def evaluate(self, mu: np.ndarray) -> None:
         """Price every row of ``mu``; record the best bound and the best feasible choice."""
-        values, choices = self.dp.minimise(self.priced(mu))
+        values, choices = self.dp.minimise_priced(self.loss, self.cost, mu)
         self.calls += len(mu)
         bounds = values - mu @ self.cap
         top = int(np.argmax(bounds))
@@ -170,7 +177,7 @@ def _unpriced(dual: Dual) -> list[np.ndarray]:
         return []
     grid = np.tile(dual.best_mu, (len(dual.resources), 1))
     np.fill_diagonal(grid, 0.0)
-    _, choices = dual.dp.minimise(dual.priced(grid))
+    _, choices = dual.dp.minimise_priced(dual.loss, dual.cost, grid)
     return list(choices)
 
 

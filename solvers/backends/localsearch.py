@@ -34,53 +34,50 @@ class LocalSearch:
         self.cap = np.array(list(model.capacity.values()))
         self.norm = np.maximum(np.abs(self.cap), 1e-300)
         self.neighbours = model.neighbours
+        self.pair = np.zeros_like(self.loss)  # updated in place (the compiled kernels hold it)
+        self.spent = np.zeros(len(self.cap))
+        self._args: tuple[int, ...] | None = None
         self.refresh()
+
+    def _native_args(self) -> tuple[int, ...]:
+        """Sizes and data addresses for ``bb_local_search`` (the arrays live as long as self)."""
+        if self._args is None:
+            stack, ends = self.model.edge_stack
+            offsets, incident = self.model.adjacency
+            self._keep = np.ascontiguousarray(self.cap, dtype=float)
+            arrays = (self.loss, self.cost, self._keep, self.norm, stack, ends, offsets, incident)
+            state = (self.choice, self.pair, self.spent)
+            self._args = (
+                *self.loss.shape,
+                len(self.cap),
+                len(ends),
+                *(ptr(a) for a in arrays + state),
+            )
+        return self._args
 
     def _native(self, mode: int, deadline: float) -> bool:
         """Run ``repair`` (mode 0) or ``improve``'s loop (mode 1) compiled; False without it."""
         native = lib()
         if native is None:
             return False
-        stack, ends = self.model.edge_stack
-        offsets, incident = self.model.adjacency
-        cap = np.ascontiguousarray(self.cap, dtype=float)
-        n, k = self.loss.shape
-        native.bb_local_search(
-            mode,
-            n,
-            k,
-            len(cap),
-            len(ends),
-            ptr(self.loss),
-            ptr(self.cost),
-            ptr(cap),
-            ptr(self.norm),
-            ptr(stack),
-            ptr(ends),
-            ptr(offsets),
-            ptr(incident),
-            ptr(self.choice),
-            ptr(self.pair),
-            ptr(self.spent),
-            deadline,
-            _TRIES,
-        )
+        native.bb_local_search(mode, *self._native_args(), deadline, _TRIES)
         return True
 
     def refresh(self) -> None:
         """Recompute pair contributions and totals from scratch (no drift)."""
-        self.pair = np.zeros_like(self.loss)
         stack, ends = self.model.edge_stack
         if len(ends) and (native := lib()) is not None:
-            n, k = self.loss.shape
+            n, k, _, _, *_ = self._native_args()
             native.bb_pair_refresh(
                 n, k, len(ends), ptr(stack), ptr(ends), ptr(self.choice), ptr(self.pair)
             )
-        elif len(ends):
-            e = np.arange(len(ends))
-            np.add.at(self.pair, ends[:, 0], stack[e, :, self.choice[ends[:, 1]]])
-            np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
-        self.spent = self.cost[:, self.rows, self.choice].sum(axis=1)
+        else:
+            self.pair.fill(0.0)
+            if len(ends):
+                e = np.arange(len(ends))
+                np.add.at(self.pair, ends[:, 0], stack[e, :, self.choice[ends[:, 1]]])
+                np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
+        self.spent[:] = self.cost[:, self.rows, self.choice].sum(axis=1)
 
     def deltas(self) -> tuple[np.ndarray, np.ndarray]:
         """(Δ objective, Δ cost per resource) of every single-unit switch."""

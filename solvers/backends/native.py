@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["ABI_VERSION", "SOURCE", "default_path", "build", "load", "lib", "ptr"]
 
-ABI_VERSION = 1  # must match ABI_VERSION in _native.c
+ABI_VERSION = 2  # must match ABI_VERSION in _native.c
 SOURCE = Path(__file__).with_name("_native.c")
 # -ffp-contract=off: no fused multiply-adds, so every sum rounds as numpy's does
 FLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
@@ -29,7 +29,7 @@ FLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
-    "bb_tree_minimise": (None, [_I, _I, _I, _P, _P, _I, _P, _P, _I, _P, _P, _P]),
+    "bb_tree_minimise": (None, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _I, _P, _P, _I, _P, _P, _P]),
     "bb_marginals_up": (None, [_I, _P, _P, _P, _I, _P, _P]),
     "bb_marginals_down": (None, [_I, _P, _P, _P, _P, _P, _P, _I, _P, _P]),
     "bb_local_search": (

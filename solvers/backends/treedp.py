@@ -14,7 +14,7 @@ import numpy as np
 from solvers.backends.compiled import Compiled
 from solvers.backends.native import lib, ptr
 
-__all__ = ["TreeDP", "pad"]
+__all__ = ["TreeDP", "pad", "price"]
 
 
 def pad(arrays: list[np.ndarray], fill: float, width: int | None = None) -> np.ndarray:
@@ -24,6 +24,17 @@ def pad(arrays: list[np.ndarray], fill: float, width: int | None = None) -> np.n
     for i, a in enumerate(arrays):
         out[i, : len(a)] = a
     return out
+
+
+def price(loss: np.ndarray, cost: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Unary terms loss + Σ_r μ_r·cost_r for losses (n, K), costs (R, n, K) and price vectors
+    mu (M, R): shape (M, n, K). Summed resource by resource (the compiled kernel's order)."""
+    if cost.shape[0] == 0:
+        return np.broadcast_to(loss, (len(mu), *loss.shape)).copy()
+    terms = mu[:, 0, None, None] * cost[0]
+    for r in range(1, cost.shape[0]):
+        terms = terms + mu[:, r, None, None] * cost[r]
+    return loss[None] + terms
 
 
 class TreeDP:
@@ -87,30 +98,15 @@ class TreeDP:
         self._down_child, self._down_par = down[:, 0].copy(), down[:, 1].copy()
         self._up_child, self._up_par = down[::-1, 0].copy(), down[::-1, 1].copy()
         self._root_arr = np.array(self._roots, dtype=np.int64)
+        self.extra = np.ascontiguousarray(self.extra)
+        self._ptrs = [ptr(a) for a in (self.extra, self.up, self._up_child, self._up_par)]
+        self._ptrs.append(ptr(self._root_arr))
 
     def minimise(self, unary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For unary (M, n, K): (lower bounds (M,), choices (M, n)) of Σ unary + pairs."""
         m = unary.shape[0]
         acc = np.ascontiguousarray((unary + self.extra[None]).transpose(1, 2, 0))  # (n, K, M)
         value = acc[self.fixed, 0, :].sum(axis=0) + self.const
-        if (native := lib()) is not None:
-            choice = np.zeros((acc.shape[0], m), dtype=np.int64)
-            value = np.ascontiguousarray(value, dtype=float)
-            native.bb_tree_minimise(
-                acc.shape[0],
-                self.width,
-                m,
-                ptr(acc),
-                ptr(self.up),
-                len(self._up_child),
-                ptr(self._up_child),
-                ptr(self._up_par),
-                len(self._root_arr),
-                ptr(self._root_arr),
-                ptr(value),
-                ptr(choice),
-            )
-            return value, np.ascontiguousarray(choice.T)
         up, reduce = self._up_kkm, np.minimum.reduce
         for v, p in self._upward:
             acc[p] += reduce(acc[v][:, None, :] + up[v], axis=0)
@@ -121,6 +117,34 @@ class TreeDP:
         for v, p in self._downward:
             choice[v] = (acc[v] + self.up[v][:, choice[p]]).argmin(axis=0)
         return value, np.ascontiguousarray(choice.T)
+
+    def minimise_priced(
+        self, loss: np.ndarray, cost: np.ndarray, mu: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``minimise(price(loss, cost, mu))``, priced inside the compiled kernel when it is
+        there (rows of ``loss`` that are +inf are skipped: padding, fixed-away choices)."""
+        native = lib()
+        if native is None:
+            return self.minimise(price(loss, cost, mu))
+        m, n = len(mu), loss.shape[0]
+        loss, cost = (
+            np.ascontiguousarray(loss, dtype=float),
+            np.ascontiguousarray(cost, dtype=float),
+        )
+        mu = np.ascontiguousarray(mu, dtype=float)
+        if len(self.fixed):  # as minimise: the same (units, M) rows summed the same way
+            rows = price(loss[self.fixed], cost[:, self.fixed], mu)[:, :, 0].T
+            value = (rows + self.extra[self.fixed, 0][:, None]).sum(axis=0) + self.const
+        else:
+            value = np.full(m, self.const + 0.0)
+        value = np.ascontiguousarray(value, dtype=float)
+        choice = np.zeros((m, n), dtype=np.int64)
+        native.bb_tree_minimise(
+            n, self.width, m, cost.shape[0], ptr(loss), self._ptrs[0], ptr(cost), ptr(mu),
+            self._ptrs[1], len(self._up_child), self._ptrs[2], self._ptrs[3],
+            len(self._root_arr), self._ptrs[4], ptr(value), ptr(choice),
+        )  # fmt: skip
+        return value, choice
 
     def marginals(
         self, unary: np.ndarray, pairs: bool = True

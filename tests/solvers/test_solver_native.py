@@ -13,6 +13,7 @@ from solvers import Problem, solve
 from solvers.backends import native
 from solvers.backends.compiled import Compiled
 from solvers.backends.localsearch import LocalSearch
+from solvers.backends.treedp import TreeDP, price
 from solvers.pareto import pareto_front
 
 
@@ -43,21 +44,34 @@ def both(library: Path, monkeypatch: pytest.MonkeyPatch) -> Switch:
 
 
 def _model(seed: int, n: int = 12, k: int = 4, chain_only: bool = False) -> Compiled:
-    """A random model: ragged widths (ties), one off-chain pair unless ``chain_only``."""
-    return Compiled(random_problem(n, k, seed, chain_only=chain_only))
+    """A random model: one off-chain pair unless ``chain_only``; for every third seed one
+    layer has a single option (the DP folds such units into their neighbours)."""
+    doc = random_doc(n, k, seed, chain_only=chain_only)
+    if seed % 3 == 0:
+        doc["ties"] = []
+        doc["layers"][2]["options"] = doc["layers"][2]["options"][-1:]
+        for pair in doc["pairs"]:
+            rows = pair["loss"][-1:] if pair["a"] == "blocks.2" else pair["loss"]
+            pair["loss"] = [r[-1:] if pair["b"] == "blocks.2" else r for r in rows]
+    return Compiled(Problem.from_dict(doc))
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_tree_dp_matches_numpy(both: Switch, seed: int) -> None:
     model = _model(seed, chain_only=seed % 2 == 0)
     rng = np.random.default_rng(seed)
-    unary = model.loss_pad[None] + rng.normal(0, 0.5, (7, *model.loss_pad.shape))
-    unary[:, rng.integers(0, len(model.units), 3), rng.integers(0, 2, 3)] = np.inf  # fixed away
+    loss = model.loss_pad + rng.normal(0, 0.5, model.loss_pad.shape)
+    loss[rng.integers(0, len(model.units), 3), rng.integers(0, 2, 3)] = np.inf  # fixed away
+    cost = model.cost_pad / model.cost_pad.max(axis=(1, 2))[:, None, None]
+    mu = rng.uniform(0, 2, (7, len(cost)))
+    unary = price(loss, cost, mu)
     out = {}
     for name in ("numpy", "compiled"):
         both.use(name)
-        dp = model.treedp.__class__(model)
-        values, choices = dp.minimise(unary.copy())
+        dp = TreeDP(model)
+        values, choices = dp.minimise_priced(loss, cost, mu)
+        plain = dp.minimise(unary.copy())
+        assert np.array_equal(plain[0], values) and np.array_equal(plain[1], choices)
         nodes, edges = dp.marginals(unary[0].copy())
         nodes_only, none = dp.marginals(unary[0].copy(), pairs=False)
         assert none == {} and np.array_equal(nodes_only, nodes)
