@@ -44,10 +44,14 @@ def _lifespan(settings: Settings) -> Any:
         from starlette.concurrency import run_in_threadpool
 
         from searchsvc.jobs.dispatch import shutdown_dispatcher
+        from searchsvc.plans.plan_cache import Reader
         from searchsvc.plans.service import shutdown_solver
 
         await run_in_threadpool(_startup, settings)
+        # GET /v1/plans/{id} checks cached plans on this loop (see plans.plan_cache)
+        app.state.plan_reader = reader = Reader(settings.database)
         yield
+        await reader.close()
         shutdown_dispatcher(settings)
         shutdown_solver()
 

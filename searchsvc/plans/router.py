@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -120,18 +119,63 @@ def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:
         return plan_cache.store(session, settings.database, plan_id, build)
 
 
+async def _cached_plan_json(
+    request: Request, database: str, plan_id: int
+) -> tuple[bytes, str] | None:
+    """The cached JSON and ETag when the plan is unchanged, checked from the event loop (no
+    worker thread); None when it is not cached, changed, or could not be checked here."""
+    entry = plan_cache.cached(database, plan_id)
+    reader: plan_cache.Reader | None = getattr(request.app.state, "plan_reader", None)
+    if entry is None or reader is None or reader.url != database:
+        return None
+    current = await reader.current(plan_id)
+    if current is None or not plan_cache.hit(database, plan_id, entry, current[0]):
+        return None
+    return entry[1], entry[2]
+
+
+_building: dict[tuple[int, str, int], asyncio.Future[None]] = {}
+
+
+async def _build_once(settings: Settings, plan_id: int) -> tuple[bytes, str]:
+    """Build (and cache) the plan's JSON in a worker thread. When many clients GET a plan that is
+    not cached at once (those that waited for the same solve get their answers together), one
+    builds and the others wait for it instead of each building it (``_building``)."""
+    key = (id(asyncio.get_running_loop()), settings.database, plan_id)
+    first = key not in _building
+    if first:
+        _building[key] = asyncio.get_running_loop().create_future()
+    try:
+        return await run_in_threadpool(_plan_json, settings, plan_id)
+    finally:
+        if first:
+            _building.pop(key).set_result(None)
+
+
 @router.get(
     "/{plan_id}",
     response_model=PlanOut,
     responses={304: {"description": "not modified (the `If-None-Match` ETag is current)"}},
 )
-async def get_plan(
-    plan_id: int,
-    settings: SettingsDep,
-    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Response:
-    """One plan with its ``bitbudget.plan/v1`` document and its newest validation."""
-    body, etag = await run_in_threadpool(_plan_json, settings, plan_id)
+async def get_plan(plan_id: int, request: Request) -> Response:
+    """One plan with its ``bitbudget.plan/v1`` document and its newest validation.
+
+    A plan unchanged since it was last served is answered from the cache after one fingerprint
+    read on the event loop; otherwise it is (re)built in a worker thread."""
+    settings: Settings = request.app.state.settings
+    answer = await _cached_plan_json(request, settings.database, plan_id)
+    if answer is None:
+        key = (id(asyncio.get_running_loop()), settings.database, plan_id)
+        building = _building.get(key)
+        if building is not None:
+            # the plan is being (re)built for another request: wait for that, then check the
+            # fingerprint again — read now, after this request came, so never an older answer
+            await asyncio.shield(building)
+            answer = await _cached_plan_json(request, settings.database, plan_id)
+    if answer is None:
+        answer = await _build_once(settings, plan_id)
+    body, etag = answer
+    if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and plan_cache.etag_matches(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})

@@ -1,17 +1,22 @@
-"""GET /v1/plans/{id} from the cache of serialized plans, in-process on a real app and database:
-the answer is the plan resource as built from the rows; an ETag answers If-None-Match with 304;
-whatever lands in the database (a validation, its artifact, a refinement's progress, a plan's
-status), by this process or another, shows at the next GET. Also the solver memo (one solve per
-request key, in worker processes) and the write guard's memory of verified tokens."""
+"""GET /v1/plans/{id} from the cache of serialized plans, in-process on a real app and database
+(the embedded SQLite and PostgreSQL): the answer is the plan resource as built from the rows; an
+ETag answers If-None-Match with 304; whatever lands in the database (a validation, its artifact,
+a refinement's progress, a plan's status), by this process or another one, shows at the next GET;
+a cache hit is checked on the event loop (no engine statement), many GETs of an uncached plan
+build it once, and a lost database connection falls back to the thread path. Also the solver memo
+(one solve per request key, in worker processes) and the write guard's memory of verified
+tokens."""
 
 from __future__ import annotations
 
 import json
 import operator
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -27,15 +32,41 @@ from searchsvc.plans.memo import SolveMemo
 from searchsvc.settings import Settings
 
 TOKEN = "bb_cache_" + "z" * 40
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings]]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("plan-cache"), api_tokens=[TOKEN], solve_processes=0
-    )
-    with TestClient(create_app(settings)) as c:
-        yield c, settings
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, Settings]]:
+    """The app on the embedded SQLite, or on a PostgreSQL database of this module's own."""
+    data_dir = tmp_path_factory.mktemp("plan-cache")
+    if request.param == "sqlite":
+        settings = Settings(data_dir=data_dir, api_tokens=[TOKEN], solve_processes=0)
+        with TestClient(create_app(settings)) as c:
+            yield c, settings
+        return
+    import psycopg
+
+    pg_url = request.getfixturevalue("pg_url")
+    name = f"{pg_url.rsplit('/', 1)[1]}_cache"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        settings = Settings(
+            data_dir=data_dir, database_url=url, api_tokens=[TOKEN], solve_processes=0
+        )
+        with TestClient(create_app(settings)) as c:
+            yield c, settings
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres(settings: Settings) -> bool:
+    return settings.database.startswith("postgresql")
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +127,27 @@ def test_repeated_gets_are_served_from_the_cache_with_an_etag(
 
     engine = get_engine(settings.database, False)
     event.listen(engine, "before_cursor_execute", record)
+    reads: list[int] = []
+    reader = web.app.state.plan_reader  # type: ignore[attr-defined]
+    current = reader.current
+
+    async def counted(plan: int) -> Any:
+        reads.append(plan)
+        return await current(plan)
+
+    reader.current = counted
     try:
         again = web.get(f"/v1/plans/{plan_id}")
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        del reader.current
     assert again.content == first.content and again.headers["etag"] == etag
-    # a cache hit reads the fingerprint only: no ORM load of the plan, the model or the rest
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 3
+    # a cache hit reads the fingerprint on the event loop, nothing through the engine (no
+    # worker thread, no ORM load of the plan, the model or the rest)
+    assert reads == [plan_id] and statements == []
+    # the thread path (a session's connection) reads the fingerprint the loop read
+    with session_scope(settings.database, write=False) as session:
+        assert plan_cache.lookup(session, settings.database, plan_id) == (first.content, etag)
 
     not_modified = web.get(f"/v1/plans/{plan_id}", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.content == b""
@@ -191,6 +236,132 @@ def test_refinement_progress_and_plan_changes_show(
     got = web.get(f"/v1/plans/{plan_id}").json()
     assert got["plan"]["choices"] == {"a": "w4a8"}
     assert got == _uncached(web, plan_id)
+
+
+_WRITER = """
+import json, sys
+from sqlalchemy import update
+from searchsvc.db.session import session_scope
+from searchsvc.db.tables import PlanRow, ValidationRow
+url, plan_id, what, value = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+with session_scope(url) as session:
+    if what == "doc":
+        session.execute(update(PlanRow).where(PlanRow.id == plan_id).values(doc=value))
+    else:
+        session.add(ValidationRow(plan_id=plan_id, status=value, metrics={}))
+"""
+
+
+def _write_elsewhere(settings: Settings, plan_id: int, what: str, value: Any) -> None:
+    """A write by another process (as a Celery worker or the CLI makes one)."""
+    args = [sys.executable, "-c", _WRITER, settings.database, str(plan_id), what, json.dumps(value)]
+    subprocess.run(args, check=True, timeout=120)
+
+
+def _doc(choice: str) -> dict[str, Any]:
+    return {"format": "bitbudget.plan/v1", "status": "optimal", "choices": {"a": choice}}
+
+
+def test_writes_by_another_process_show_at_the_next_get(
+    client: tuple[TestClient, Settings], model_id: int
+) -> None:
+    """Cached plans are checked against the database at every GET: a change made by another
+    process shows at once, a change back too (the cache never answers with an older state)."""
+    web, settings = client
+    plan_id = _plan(settings, model_id, "elsewhere")
+    first = web.get(f"/v1/plans/{plan_id}")
+    assert web.get(f"/v1/plans/{plan_id}").headers["etag"] == first.headers["etag"]  # cached
+
+    _write_elsewhere(settings, plan_id, "doc", _doc("w4a8"))
+    changed = web.get(f"/v1/plans/{plan_id}")
+    assert changed.json()["plan"]["choices"] == {"a": "w4a8"}
+    assert changed.headers["etag"] != first.headers["etag"]
+    assert web.get(f"/v1/plans/{plan_id}").content == changed.content  # cached again
+
+    _write_elsewhere(settings, plan_id, "doc", _doc("w8a8"))  # back to the first document
+    back = web.get(f"/v1/plans/{plan_id}")
+    assert back.json()["plan"]["choices"] == {"a": "w8a8"} and back.content == first.content
+
+    _write_elsewhere(settings, plan_id, "validation", "running")
+    validated = web.get(f"/v1/plans/{plan_id}").json()
+    assert validated["validation"]["status"] == "running"
+    assert validated == _uncached(web, plan_id)
+
+
+def test_concurrent_gets_of_an_uncached_plan_build_it_once(
+    client: tuple[TestClient, Settings], model_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients that waited for the same solve GET its plan at once: one request builds the
+    resource, the others wait for it and then check its fingerprint (read after they came)."""
+    web, settings = client
+    plan_id = _plan(settings, model_id, "burst")
+    plan_cache.clear()
+    builds: list[int] = []
+    store = plan_cache.store
+
+    def slow_store(*args: Any) -> tuple[bytes, str]:
+        builds.append(args[2])
+        time.sleep(0.5)  # a slow build: the other requests arrive meanwhile
+        return store(*args)
+
+    monkeypatch.setattr(plan_cache, "store", slow_store)
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: web.get(f"/v1/plans/{plan_id}"), range(8)))
+    assert [r.status_code for r in replies] == [200] * 8
+    assert len({r.content for r in replies}) == 1 and builds == [plan_id]
+    monkeypatch.undo()
+    assert replies[0].json() == _uncached(web, plan_id)
+
+
+def test_a_write_during_a_build_shows_at_the_next_get(
+    client: tuple[TestClient, Settings], model_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that lands after the fingerprint was read and before the resource is built: the
+    cache keeps the older fingerprint, so the next GET rebuilds."""
+    web, settings = client
+    plan_id = _plan(settings, model_id, "mid-build")
+    plan_cache.clear()
+    store = plan_cache.store
+
+    def store_with_a_write(
+        session: Any, database: str, plan: int, build: Callable[[], Any]
+    ) -> tuple[bytes, str]:
+        def build_after_a_write() -> Any:
+            _write_elsewhere(settings, plan, "doc", _doc("w6a8"))
+            return build()
+
+        return store(session, database, plan, build_after_a_write)
+
+    monkeypatch.setattr(plan_cache, "store", store_with_a_write)
+    assert web.get(f"/v1/plans/{plan_id}").status_code == 200
+    monkeypatch.undo()
+    assert web.get(f"/v1/plans/{plan_id}").json()["plan"]["choices"] == {"a": "w6a8"}
+
+
+def test_lost_connections_fall_back_to_the_thread_path(
+    client: tuple[TestClient, Settings], model_id: int
+) -> None:
+    """PostgreSQL restarted (here: every connection of the database ended): the loop's check
+    fails, the GET is answered through the thread path (its pool checks connections), and the
+    next one checks on the loop again with a new connection."""
+    web, settings = client
+    if not _postgres(settings):
+        pytest.skip("PostgreSQL's connections")
+    import psycopg
+
+    plan_id = _plan(settings, model_id, "lost")
+    first = web.get(f"/v1/plans/{plan_id}")
+    assert web.get(f"/v1/plans/{plan_id}").content == first.content
+    database = settings.database.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        ).fetchall()
+    assert ended
+    for _ in range(3):
+        r = web.get(f"/v1/plans/{plan_id}")
+        assert r.status_code == 200 and r.content == first.content
 
 
 def test_unknown_plan_is_a_404_and_is_not_cached(client: tuple[TestClient, Settings]) -> None:
