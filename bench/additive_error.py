@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from profiling.models import ModelSpec
 from profiling.sensitivity.kl import joint_kl, layer_kl
@@ -27,7 +28,7 @@ def measure(spec: ModelSpec, images: int, sample: int) -> dict:
         ctx, _ = _context(req, UnitStore(Path(work)), "cpu", None, None)
         layers = ctx.weight_layers()
         picked = layers[:: max(len(layers) // sample, 1)][:sample]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in picked:
             sep = layer_kl(ctx, name)
             for w, a in PAIRS:
