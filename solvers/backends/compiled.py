@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,30 +87,42 @@ class Compiled:
         for u, unit in enumerate(self.units):
             self.unit_of[unit.members] = u
             self.row_of[unit.members] = np.arange(len(unit.members))
-        options = [layer.options for layer in problem.layers]
+        options = [o for layer in problem.layers for o in layer.options]
+        starts = np.cumsum([0] + [len(layer.options) for layer in problem.layers])
         self.reported = list(problem.carried)
-        self.loss = self._unit_sums(
-            [np.array([o.loss for o in opts], dtype=float) for opts in options]
+        self._gather: np.ndarray | None = None
+        self.loss = self._unit_sums(np.array([o.loss for o in options], dtype=float), starts)
+        get = operator.itemgetter(*self.reported) if len(self.reported) > 1 else None
+        values = (
+            itertools.chain.from_iterable(map(get, (o.costs for o in options)))
+            if get is not None
+            else (o.costs[r] for o in options for r in self.reported)
         )
+        table = np.fromiter(values, dtype=float, count=len(options) * len(self.reported))
+        table = table.reshape(len(options), len(self.reported))
         self.cost = {
-            r: self._unit_sums(
-                [np.array([o.costs[r] for o in opts], dtype=float) for opts in options]
-            )
-            for r in self.reported
+            r: self._unit_sums(np.ascontiguousarray(table[:, i]), starts)
+            for i, r in enumerate(self.reported)
         }
         self.capacity = {r: b - problem.fixed.get(r, 0) for r, b in problem.constrained().items()}
         self.edges: dict[tuple[int, int], np.ndarray] = {}
         self.forbid: dict[tuple[int, int], np.ndarray] = {}  # pair entries no plan may take
         self._fold_pairs()
 
-    def _unit_sums(self, per_layer: list[np.ndarray]) -> list[np.ndarray]:
-        """Per unit, Σ over members of each member's values at the unit's choices."""
-        out = []
+    def _unit_sums(self, flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+        """Per unit, Σ over members of each member's values at the unit's choices; ``flat``
+        holds every layer's values end to end, layer i's from ``starts[i]``."""
+        if self._gather is None:  # where each unit's first member's values are, end to end
+            self._gather = np.concatenate(
+                [starts[u.members[0]] + u.index[0] for u in self.units]
+            ).astype(np.int64)
+        total = flat.take(self._gather)
+        out, at = [], 0
         for unit in self.units:
-            total = per_layer[unit.members[0]][unit.index[0]]
+            part, at = total[at : at + len(unit.ids)], at + len(unit.ids)
             for row, m in enumerate(unit.members[1:], start=1):
-                total = total + per_layer[m][unit.index[row]]
-            out.append(total)
+                part += flat[starts[m] + unit.index[row]]  # a view of total: summed in place
+            out.append(part)
         return out
 
     def rebudget(self, **budget: float | None) -> Compiled:
@@ -127,9 +141,11 @@ class Compiled:
         for pair in self.problem.pairs:
             la, lb = index[pair.a], index[pair.b]
             ua, ub = int(self.unit_of[la]), int(self.unit_of[lb])
-            rows = self.units[ua].index[self.row_of[la]]
-            cols = self.units[ub].index[self.row_of[lb]]
-            matrix = pair.matrix[np.ix_(rows, cols)]
+            matrix = pair.matrix
+            if len(self.units[ua].members) > 1 or len(self.units[ub].members) > 1:
+                rows = self.units[ua].index[self.row_of[la]]
+                cols = self.units[ub].index[self.row_of[lb]]
+                matrix = matrix[np.ix_(rows, cols)]  # (an untied layer's unit has all its options)
             if ua == ub:
                 self.loss[ua] = self.loss[ua] + np.diag(matrix)
                 continue
@@ -159,6 +175,7 @@ class Compiled:
             "neighbours",
             "adjacency",
             "_least",
+            "_flat_cost",
         )
         for name in cached:
             out.__dict__.pop(name, None)
@@ -232,19 +249,26 @@ class Compiled:
 
     def objectives(self, choices: np.ndarray) -> np.ndarray:
         """``objective`` for every row of choices (M, n) at once."""
-        out = self.loss_pad[np.arange(choices.shape[1]), choices].sum(axis=1)
+        choices = np.asarray(choices, dtype=np.int64)
+        n, width = self.loss_pad.shape
+        out = self.loss_pad.reshape(-1).take(np.arange(n) * width + choices).sum(axis=1)
         stack, ends = self.edge_stack
         if len(ends):
-            out += stack[np.arange(len(ends)), choices[:, ends[:, 0]], choices[:, ends[:, 1]]].sum(
-                axis=1
-            )
+            at = (np.arange(len(ends)) * width + choices[:, ends[:, 0]]) * width
+            out += stack.reshape(-1).take(at + choices[:, ends[:, 1]]).sum(axis=1)
         return out
 
+    @functools.cached_property
+    def _flat_cost(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per reported resource, every unit's costs end to end and where each unit starts."""
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        return {r: (np.concatenate(self.cost[r]), starts) for r in self.reported}
+
     def totals(self, choice: np.ndarray) -> dict[str, float]:
-        """fixed + Σ chosen cost for every resource all options carry."""
+        """fixed + Σ chosen cost for every resource all options carry (summed unit by unit)."""
         out = {}
-        for r in self.reported:
-            spent = sum(float(cost[c]) for cost, c in zip(self.cost[r], choice, strict=True))
+        for r, (flat, starts) in self._flat_cost.items():
+            spent = sum(flat[starts + np.asarray(choice, dtype=np.int64)].tolist())
             out[r] = _tidy(self.problem.fixed.get(r, 0) + spent)
         return out
 
@@ -281,8 +305,9 @@ class Compiled:
     def _least(self) -> dict[str, float]:
         """``least`` for every reported resource (budget-independent: shared by ``rebudget``)."""
         out = {}
-        for r in self.reported:
-            out[r] = _tidy(self.problem.fixed.get(r, 0) + sum(float(c.min()) for c in self.cost[r]))
+        for r, (flat, starts) in self._flat_cost.items():
+            least = sum(np.minimum.reduceat(flat, starts).tolist())  # unit by unit, as totals
+            out[r] = _tidy(self.problem.fixed.get(r, 0) + least)
         return out
 
     def explanation(self) -> dict[str, dict[str, float]]:

@@ -87,8 +87,10 @@ class Dual:
                 self.pool = dict(ranked)
         ok = np.ones(len(mu), dtype=bool)
         if self.resources:
-            rows = np.arange(self.loss.shape[0])
-            ok = np.all(self.capacity >= self.raw[:, rows[None, :], choices].sum(axis=2).T, axis=1)
+            n, width = self.loss.shape
+            flat = self.raw.reshape(len(self.raw), -1)
+            spent = flat.take(np.arange(n) * width + choices, axis=1).sum(axis=2)  # (R, M)
+            ok = np.all(self.capacity >= spent.T, axis=1)
         if ok.any():
             objectives = self.model.objectives(choices[ok])
             i = int(np.argmin(objectives))
@@ -96,7 +98,7 @@ class Dual:
                 self.best, self.best_value = choices[ok][i].copy(), float(objectives[i])
 
 
-def unary_prices(dual: Dual, steps: int = 50) -> np.ndarray:
+def unary_prices(dual: Dual, steps: int = 30) -> np.ndarray:
     """Per resource alone, ignoring pairs: the least μ_r whose priced choice meets budget r."""
     rows = np.arange(dual.loss.shape[0])
     out = np.zeros(len(dual.resources))

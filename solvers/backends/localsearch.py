@@ -8,6 +8,7 @@ the change in each constrained resource. Budgets are checked against the exact c
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,9 @@ __all__ = ["LocalSearch"]
 
 _EPS = 1e-12
 _TRIES = 16  # over-budget improvements ``exchange`` tries to pay for
+
+
+_LAST: tuple[Any, ...] | None = None  # (model, loss, addresses, arrays) of the last search
 
 
 class LocalSearch:
@@ -31,29 +35,32 @@ class LocalSearch:
         self.rows = np.arange(n)
         self.loss = model.loss_pad if loss is None else np.ascontiguousarray(loss, dtype=float)
         self.cost = model.cost_pad
-        self.cap = np.array(list(model.capacity.values()))
+        self.cap = np.array(list(model.capacity.values()), dtype=float)
         self.norm = np.maximum(np.abs(self.cap), 1e-300)
         self.neighbours = model.neighbours
         self.pair = np.zeros_like(self.loss)  # updated in place (the compiled kernels hold it)
         self.spent = np.zeros(len(self.cap))
-        self._args: tuple[int, ...] | None = None
+        self._state: tuple[int, ...] | None = None
         self.refresh()
 
-    def _native_args(self) -> tuple[int, ...]:
-        """Sizes and data addresses for ``bb_local_search`` (the arrays live as long as self)."""
-        if self._args is None:
+    def _static(self) -> tuple[int, ...]:
+        """Sizes and data addresses of the model's arrays for the compiled kernels: kept for
+        the next search on the same model and losses (a polish runs several)."""
+        global _LAST
+        last = _LAST
+        if last is None or last[0] is not self.model or last[1] is not self.loss:
             stack, ends = self.model.edge_stack
             offsets, incident = self.model.adjacency
-            self._keep = np.ascontiguousarray(self.cap, dtype=float)
-            arrays = (self.loss, self.cost, self._keep, self.norm, stack, ends, offsets, incident)
-            state = (self.choice, self.pair, self.spent)
-            self._args = (
-                *self.loss.shape,
-                len(self.cap),
-                len(ends),
-                *(ptr(a) for a in arrays + state),
-            )
-        return self._args
+            arrays = (self.loss, self.cost, self.cap, self.norm, stack, ends, offsets, incident)
+            args = (*self.loss.shape, len(self.cap), len(ends), *(ptr(a) for a in arrays))
+            last = _LAST = (self.model, self.loss, args, arrays)  # arrays: kept alive with it
+        return last[2]  # type: ignore[no-any-return]
+
+    def _native_args(self) -> tuple[int, ...]:
+        """``_static`` and this search's own state (choice, pair terms, totals)."""
+        if self._state is None:
+            self._state = (ptr(self.choice), ptr(self.pair), ptr(self.spent))
+        return (*self._static(), *self._state)
 
     def _native(self, mode: int, deadline: float) -> bool:
         """Run ``repair`` (mode 0) or ``improve``'s loop (mode 1) compiled; False without it."""
@@ -67,17 +74,19 @@ class LocalSearch:
         """Recompute pair contributions and totals from scratch (no drift)."""
         stack, ends = self.model.edge_stack
         if len(ends) and (native := lib()) is not None:
-            n, k, _, _, *_ = self._native_args()
-            native.bb_pair_refresh(
-                n, k, len(ends), ptr(stack), ptr(ends), ptr(self.choice), ptr(self.pair)
+            n, k, _, count, _, _, _, _, stack_at, ends_at, _, _, choice_at, pair_at, _ = (
+                self._native_args()
             )
+            native.bb_pair_refresh(n, k, count, stack_at, ends_at, choice_at, pair_at)
         else:
             self.pair.fill(0.0)
             if len(ends):
                 e = np.arange(len(ends))
                 np.add.at(self.pair, ends[:, 0], stack[e, :, self.choice[ends[:, 1]]])
                 np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
-        self.spent[:] = self.cost[:, self.rows, self.choice].sum(axis=1)
+        width = self.loss.shape[1]
+        flat = self.cost.reshape(len(self.cost), -1)
+        self.spent[:] = flat.take(self.rows * width + self.choice, axis=1).sum(axis=1)
 
     def deltas(self) -> tuple[np.ndarray, np.ndarray]:
         """(Δ objective, Δ cost per resource) of every single-unit switch."""
