@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 #define EPS 1e-12
 
 int bb_abi(void) { return ABI_VERSION; }
@@ -360,6 +360,7 @@ static double now(void) {
 /* LocalSearch.repair (mode 0) or LocalSearch.improve without its final refresh (mode 1):
  * single switches, then exchanges, until neither helps or CLOCK_MONOTONIC passes deadline
  * (Python's time.perf_counter clock). Returns the number of moves, or -1 (too many budgets). */
+VECTOR_CLONES
 int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, const double *loss,
                     const double *cost, const double *cap, const double *norm,
                     const double *stack, const int64_t *ends, const int64_t *adj_ptr,
@@ -388,6 +389,112 @@ int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, co
     }
     free(s.dl), free(s.dc), free(s.blocked), free(md.live), free(md.live_ptr);
     return 0;
+}
+
+/* LocalSearch.refresh: pair contributions as the two np.add.at calls (edge order), totals
+ * summed unit by unit (np.add.accumulate's order). */
+static void refresh_state(const Model *md, State *s) {
+    const int64_t n = md->n, K = md->K;
+    memset(s->pair, 0, sizeof(double) * (size_t)(n * K));
+    for (int64_t e = 0; e < md->E; e++) {
+        const double *m = md->stack + e * K * K;
+        double *pa = s->pair + md->ends[2 * e] * K;
+        const int64_t cb = s->choice[md->ends[2 * e + 1]];
+        for (int64_t i = 0; i < K; i++) pa[i] += m[i * K + cb];
+    }
+    for (int64_t e = 0; e < md->E; e++) {
+        const double *m = md->stack + e * K * K;
+        double *pb = s->pair + md->ends[2 * e + 1] * K;
+        const int64_t ca = s->choice[md->ends[2 * e]];
+        for (int64_t j = 0; j < K; j++) pb[j] += m[ca * K + j];
+    }
+    for (int64_t r = 0; r < md->R; r++) {
+        const double *cr = md->cost + r * n * K;
+        double t = cr[s->choice[0]];
+        for (int64_t u = 1; u < n; u++) t = t + cr[u * K + s->choice[u]];
+        s->spent[r] = t;
+    }
+}
+
+static int feasible(const Model *md, const State *s) {
+    for (int64_t r = 0; r < md->R; r++)
+        if (!(s->spent[r] <= md->cap[r])) return 0;
+    return 1;
+}
+
+/* Σ chosen loss + Σ chosen pair terms, each summed in order (np.add.accumulate's order). */
+static double objective(const Model *md, const double *loss, const int64_t *choice) {
+    const int64_t K = md->K;
+    double a = loss[choice[0]];
+    for (int64_t u = 1; u < md->n; u++) a = a + loss[u * K + choice[u]];
+    if (!md->E) return a;
+    double b = md->stack[choice[md->ends[0]] * K + choice[md->ends[1]]];
+    for (int64_t e = 1; e < md->E; e++)
+        b = b + md->stack[(e * K + choice[md->ends[2 * e]]) * K + choice[md->ends[2 * e + 1]]];
+    return a + b;
+}
+
+static int same(const int64_t *a, const int64_t *b, int64_t n) {
+    return memcmp(a, b, sizeof(int64_t) * (size_t)n) == 0;
+}
+
+/* lagrangian.polish: repair each start (S, n) and improve it by swaps; the best feasible result
+ * (by ``objective`` with the model's own losses ``objective_loss``) into best. Starts equal to
+ * an earlier one, or using a choice whose loss is +inf, are skipped, and so is a start that
+ * repairs to a plan an earlier start repaired to. Returns 1 if a plan was found, 0 if not,
+ * -1 with too many budgets. */
+VECTOR_CLONES
+int bb_polish(int64_t n, int64_t K, int64_t R, int64_t E, const double *loss, const double *cost,
+              const double *cap, const double *norm, const double *stack, const int64_t *ends,
+              const int64_t *adj_ptr, const int64_t *adj_edge, int64_t S,
+              const int64_t *starts, double deadline, int64_t tries,
+              const double *objective_loss, int64_t *best) {
+    if (R > 64) return -1;
+    Model md = {n,     K,    R,     E,       loss,     cost, cap, norm,
+                stack, ends, adj_ptr, adj_edge, malloc(sizeof(int64_t) * (size_t)(n * K)),
+                malloc(sizeof(int64_t) * (size_t)(n + 1))};
+    md.live_ptr[0] = 0;
+    for (int64_t u = 0; u < n; u++) {
+        md.live_ptr[u + 1] = md.live_ptr[u];
+        for (int64_t k = 0; k < K; k++)
+            if (loss[u * K + k] != INFINITY) md.live[md.live_ptr[u + 1]++] = u * K + k;
+    }
+    double spent[64];
+    State s = {malloc(sizeof(int64_t) * (size_t)n), malloc(sizeof(double) * (size_t)(n * K)),
+               spent, malloc(sizeof(double) * (size_t)(n * K)),
+               malloc(sizeof(double) * (size_t)((R ? R : 1) * n * K)), malloc((size_t)n)};
+    int64_t *done = malloc(sizeof(int64_t) * (size_t)((S ? S : 1) * n)), ndone = 0;
+    double value = INFINITY;
+    int found = 0;
+    for (int64_t q = 0; q < S; q++) {
+        const int64_t *start = starts + q * n;
+        int skip = 0;
+        for (int64_t p = 0; p < q && !skip; p++) skip = same(start, starts + p * n, n);
+        for (int64_t u = 0; u < n && !skip; u++) skip = loss[u * K + start[u]] == INFINITY;
+        if (skip) continue;
+        memcpy(s.choice, start, sizeof(int64_t) * (size_t)n);
+        refresh_state(&md, &s);
+        for (int64_t u = 0; u < n; u++) unit_deltas(&md, &s, u);
+        repair(&md, &s);
+        if (!feasible(&md, &s)) continue;
+        for (int64_t p = 0; p < ndone && !skip; p++) skip = same(s.choice, done + p * n, n);
+        if (skip) continue;
+        memcpy(done + ndone++ * n, s.choice, sizeof(int64_t) * (size_t)n);
+        while (now() < deadline) {
+            if (one_opt(&md, &s)) continue;
+            if (!exchange(&md, &s, tries)) break;
+        }
+        refresh_state(&md, &s);
+        if (!feasible(&md, &s)) continue;
+        const double v = objective(&md, objective_loss, s.choice);
+        if (v < value) {
+            value = v, found = 1;
+            memcpy(best, s.choice, sizeof(int64_t) * (size_t)n);
+        }
+    }
+    free(s.choice), free(s.pair), free(s.dl), free(s.dc), free(s.blocked), free(done);
+    free(md.live), free(md.live_ptr);
+    return found;
 }
 
 /* LocalSearch.refresh's pair contributions: as the two np.add.at calls, in edge order. */

@@ -67,10 +67,18 @@ def _tie_groups(problem: Problem) -> list[list[int]]:
     return sorted(groups.values(), key=lambda g: g[0])
 
 
+@functools.lru_cache(maxsize=64)
+def _identity(count: int) -> np.ndarray:
+    """The (1, count) index of an untied layer's unit (shared, read-only)."""
+    out = np.arange(count)[None, :]
+    out.flags.writeable = False
+    return out
+
+
 def _make_unit(problem: Problem, members: list[int]) -> Unit:
     if len(members) == 1:
         count = len(problem.layers[members[0]].options)
-        return Unit(members, problem.layers[members[0]].option_ids(), np.arange(count)[None, :])
+        return Unit(members, problem.layers[members[0]].option_ids(), _identity(count))
     positions = [{o: k for k, o in enumerate(problem.layers[i].option_ids())} for i in members]
     ids = [o for o in positions[0] if all(o in p for p in positions[1:])]
     return Unit(members, ids, np.array([[p[o] for o in ids] for p in positions], dtype=np.int64))
@@ -202,11 +210,13 @@ class Compiled:
     def edge_stack(self) -> tuple[np.ndarray, np.ndarray]:
         """Pair matrices as (edges, K, K) zero-padded, and their (a, b) unit indices (edges, 2)."""
         width = max(self.sizes)
+        ends = np.array(list(self.edges), dtype=np.int64).reshape(len(self.edges), 2)
+        matrices = list(self.edges.values())
+        if all(m.shape == (width, width) for m in matrices):  # nothing to pad: one copy
+            return np.array(matrices, dtype=float).reshape(len(matrices), width, width), ends
         stack = np.zeros((len(self.edges), width, width))
-        ends = np.zeros((len(self.edges), 2), dtype=np.int64)
-        for e, ((a, b), matrix) in enumerate(self.edges.items()):
+        for e, matrix in enumerate(matrices):
             stack[e, : matrix.shape[0], : matrix.shape[1]] = matrix
-            ends[e] = (a, b)
         return stack, ends
 
     @functools.cached_property

@@ -18,7 +18,8 @@ import numpy as np
 
 from solvers.backends.compiled import Compiled, Result
 from solvers.backends.fixing import Fixed, fix
-from solvers.backends.localsearch import LocalSearch
+from solvers.backends.localsearch import TRIES, LocalSearch, objective_in_order, static_args
+from solvers.backends.native import lib, ptr
 from solvers.backends.treedp import price
 
 __all__ = ["Dual", "LagrangianRun", "run_lagrangian", "solve_lagrangian"]
@@ -151,13 +152,24 @@ def polish(
     """Repair each start and improve it by swaps; the best feasible result, or None. ``loss``
     (the model's padded losses by default) is +inf at fixed-away choices: starts that use one are
     skipped, and no move takes one."""
-    loss = model.loss_pad if loss is None else loss
+    loss = model.loss_pad if loss is None else np.ascontiguousarray(loss, dtype=float)
     rows = np.arange(loss.shape[0])
+    given = [np.asarray(s, dtype=np.int64) for s in starts if s is not None]
+    if (native := lib()) is not None:
+        if not given:
+            return None
+        best_at = np.zeros(len(rows), dtype=np.int64)
+        table = np.ascontiguousarray(given)
+        found = native.bb_polish(
+            *static_args(model, loss)[:12], len(table), ptr(table), deadline, TRIES,
+            ptr(model.loss_pad), ptr(best_at),
+        )  # fmt: skip
+        return best_at if found > 0 else None
     best, value = None, np.inf
     seen: set[bytes] = set()  # starts tried
     done: set[bytes] = set()  # repaired starts improved (repairs often converge)
-    for start in starts:
-        if start is None or (key := np.asarray(start, dtype=np.int64).tobytes()) in seen:
+    for start in given:
+        if (key := start.tobytes()) in seen:
             continue
         seen.add(key)
         if not np.all(np.isfinite(loss[rows, start])):
@@ -168,7 +180,7 @@ def polish(
             continue
         done.add(key)
         search.improve(deadline)
-        if search.feasible() and (v := model.objective(search.choice)) < value:
+        if search.feasible() and (v := objective_in_order(model, search.choice)) < value:
             best, value = search.choice.copy(), v
     return best
 

@@ -15,13 +15,47 @@ import numpy as np
 from solvers.backends.compiled import Compiled
 from solvers.backends.native import lib, ptr
 
-__all__ = ["LocalSearch"]
+__all__ = ["LocalSearch", "objective_in_order", "static_args"]
 
 _EPS = 1e-12
-_TRIES = 16  # over-budget improvements ``exchange`` tries to pay for
+TRIES = 16  # over-budget improvements ``exchange`` tries to pay for
 
 
 _LAST: tuple[Any, ...] | None = None  # (model, loss, addresses, arrays) of the last search
+
+
+def static_args(
+    model: Compiled,
+    loss: np.ndarray,
+    cap: np.ndarray | None = None,
+    norm: np.ndarray | None = None,
+) -> tuple[int, ...]:
+    """Sizes and data addresses of a model's arrays (with ``loss`` for its padded losses) for
+    the compiled kernels: (n, K, R, E, loss, cost, cap, norm, stack, ends, offsets, incident).
+    Kept for the next call on the same model and losses (a polish runs several searches)."""
+    global _LAST
+    last = _LAST
+    if last is None or last[0] is not model or last[1] is not loss:
+        if cap is None:
+            cap = np.array(list(model.capacity.values()), dtype=float)
+        norm = np.maximum(np.abs(cap), 1e-300) if norm is None else norm
+        stack, ends = model.edge_stack
+        offsets, incident = model.adjacency
+        arrays = (loss, model.cost_pad, cap, norm, stack, ends, offsets, incident)
+        args = (*loss.shape, len(cap), len(ends), *(ptr(a) for a in arrays))
+        last = _LAST = (model, loss, args, arrays)  # arrays: kept alive with it
+    return last[2]  # type: ignore[no-any-return]
+
+
+def objective_in_order(model: Compiled, choice: np.ndarray) -> float:
+    """``model.objective`` summed unit by unit and pair by pair (the compiled polish's order)."""
+    n, width = model.loss_pad.shape
+    total = np.add.accumulate(model.loss_pad.reshape(-1).take(np.arange(n) * width + choice))[-1]
+    stack, ends = model.edge_stack
+    if len(ends):
+        at = (np.arange(len(ends)) * width + choice[ends[:, 0]]) * width + choice[ends[:, 1]]
+        total = total + np.add.accumulate(stack.reshape(-1).take(at))[-1]
+    return float(total)
 
 
 class LocalSearch:
@@ -44,17 +78,8 @@ class LocalSearch:
         self.refresh()
 
     def _static(self) -> tuple[int, ...]:
-        """Sizes and data addresses of the model's arrays for the compiled kernels: kept for
-        the next search on the same model and losses (a polish runs several)."""
-        global _LAST
-        last = _LAST
-        if last is None or last[0] is not self.model or last[1] is not self.loss:
-            stack, ends = self.model.edge_stack
-            offsets, incident = self.model.adjacency
-            arrays = (self.loss, self.cost, self.cap, self.norm, stack, ends, offsets, incident)
-            args = (*self.loss.shape, len(self.cap), len(ends), *(ptr(a) for a in arrays))
-            last = _LAST = (self.model, self.loss, args, arrays)  # arrays: kept alive with it
-        return last[2]  # type: ignore[no-any-return]
+        """``static_args`` of this search's model and losses."""
+        return static_args(self.model, self.loss, self.cap, self.norm)
 
     def _native_args(self) -> tuple[int, ...]:
         """``_static`` and this search's own state (choice, pair terms, totals)."""
@@ -67,7 +92,7 @@ class LocalSearch:
         native = lib()
         if native is None:
             return False
-        native.bb_local_search(mode, *self._native_args(), deadline, _TRIES)
+        native.bb_local_search(mode, *self._native_args(), deadline, TRIES)
         return True
 
     def refresh(self) -> None:
@@ -86,7 +111,8 @@ class LocalSearch:
                 np.add.at(self.pair, ends[:, 1], stack[e, self.choice[ends[:, 0]], :])
         width = self.loss.shape[1]
         flat = self.cost.reshape(len(self.cost), -1)
-        self.spent[:] = flat.take(self.rows * width + self.choice, axis=1).sum(axis=1)
+        chosen = flat.take(self.rows * width + self.choice, axis=1)
+        self.spent[:] = np.add.accumulate(chosen, axis=1)[:, -1]  # unit by unit, as compiled
 
     def deltas(self) -> tuple[np.ndarray, np.ndarray]:
         """(Δ objective, Δ cost per resource) of every single-unit switch."""
@@ -142,7 +168,7 @@ class LocalSearch:
         self.move(int(u), int(k))
         return True
 
-    def exchange(self, tries: int = _TRIES) -> bool:
+    def exchange(self, tries: int = TRIES) -> bool:
         """Pair an over-budget improvement with the cheapest non-adjacent switch paying for it."""
         delta_loss, delta_cost = self.deltas()
         fits = self._fits(delta_cost)

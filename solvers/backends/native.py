@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["ABI_VERSION", "SOURCE", "default_path", "build", "load", "lib", "ptr"]
 
-ABI_VERSION = 2  # must match ABI_VERSION in _native.c
+ABI_VERSION = 3  # must match ABI_VERSION in _native.c
 SOURCE = Path(__file__).with_name("_native.c")
 # -ffp-contract=off: no fused multiply-adds, so every sum rounds as numpy's does
 FLAGS = ["-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math"]
@@ -37,6 +37,10 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         [_I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _I],
     ),
     "bb_pair_refresh": (None, [_I, _I, _I, _P, _P, _P, _P]),
+    "bb_polish": (
+        ctypes.c_int,
+        [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _I, _P, ctypes.c_double, _I, _P, _P],
+    ),
 }
 
 
