@@ -144,3 +144,26 @@ def test_a_missing_or_stale_library_falls_back_to_numpy(
     assert native.lib() is None
     plan = solve(Problem.from_dict(random_doc(6, 3, 1)), "lagrangian")
     assert plan.has_solution
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_polish_matches_numpy(both: Switch, seed: int) -> None:
+    """Several starts (a duplicate, one on a fixed-away choice): the same best plan."""
+    from solvers.backends.lagrangian import polish
+
+    model = _model(seed, n=16, k=4)
+    rng = np.random.default_rng(seed)
+    loss = model.loss_pad.copy()
+    loss[rng.integers(0, len(model.units), 3), 3] = np.inf
+    sizes = np.array(model.sizes)
+    starts = [rng.integers(0, sizes) for _ in range(5)]
+    starts += [starts[0].copy(), None]
+    starts[1][0] = 3 if np.isinf(loss[0, 3]) else starts[1][0]
+    out = {}
+    for name in ("numpy", "compiled"):
+        both.use(name)
+        out[name] = polish(model, [None if s is None else s.copy() for s in starts], 1e18, loss)
+    assert (out["numpy"] is None) == (out["compiled"] is None)
+    if out["numpy"] is not None:
+        assert np.array_equal(out["numpy"], out["compiled"])
+        assert model.feasible(out["numpy"])
