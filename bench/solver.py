@@ -329,9 +329,12 @@ def machine() -> dict[str, Any]:
     import highspy  # noqa: F401
     import ortools
 
+    from solvers.backends import native
+
     return {
         "cpus": os.cpu_count(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "solver_kernels": "compiled" if native.lib() is not None else "numpy (no compiled library)",
         "python": platform.python_version(),
         "ortools": ortools.__version__,
         "cvxpy": cvxpy.__version__,
