@@ -160,10 +160,11 @@ def polish(
             return None
         best_at = np.zeros(len(rows), dtype=np.int64)
         table = np.ascontiguousarray(given)
+        args, held = static_args(model, loss)  # held: the arrays behind args, during the call
         found = native.bb_polish(
-            *static_args(model, loss)[:12], len(table), ptr(table), deadline, TRIES,
-            ptr(model.loss_pad), ptr(best_at),
-        )  # fmt: skip
+            *args, len(table), ptr(table), deadline, TRIES, ptr(model.loss_pad), ptr(best_at)
+        )
+        del held
         return best_at if found > 0 else None
     best, value = None, np.inf
     seen: set[bytes] = set()  # starts tried

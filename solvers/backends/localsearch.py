@@ -29,10 +29,12 @@ def static_args(
     loss: np.ndarray,
     cap: np.ndarray | None = None,
     norm: np.ndarray | None = None,
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]]:
     """Sizes and data addresses of a model's arrays (with ``loss`` for its padded losses) for
-    the compiled kernels: (n, K, R, E, loss, cost, cap, norm, stack, ends, offsets, incident).
-    Kept for the next call on the same model and losses (a polish runs several searches)."""
+    the compiled kernels: (n, K, R, E, loss, cost, cap, norm, stack, ends, offsets, incident),
+    and the arrays themselves, which the caller must hold while a kernel uses the addresses
+    (another thread may replace the cache meanwhile). Kept for the next call on the same model
+    and losses (a polish runs several searches)."""
     global _LAST
     last = _LAST
     if last is None or last[0] is not model or last[1] is not loss:
@@ -43,8 +45,8 @@ def static_args(
         offsets, incident = model.adjacency
         arrays = (loss, model.cost_pad, cap, norm, stack, ends, offsets, incident)
         args = (*loss.shape, len(cap), len(ends), *(ptr(a) for a in arrays))
-        last = _LAST = (model, loss, args, arrays)  # arrays: kept alive with it
-    return last[2]  # type: ignore[no-any-return]
+        last = _LAST = (model, loss, args, arrays)
+    return last[2], last[3]
 
 
 def objective_in_order(model: Compiled, choice: np.ndarray) -> float:
@@ -78,8 +80,9 @@ class LocalSearch:
         self.refresh()
 
     def _static(self) -> tuple[int, ...]:
-        """``static_args`` of this search's model and losses."""
-        return static_args(self.model, self.loss, self.cap, self.norm)
+        """``static_args`` of this search's model and losses (their arrays held by self)."""
+        args, self._held = static_args(self.model, self.loss, self.cap, self.norm)
+        return args
 
     def _native_args(self) -> tuple[int, ...]:
         """``_static`` and this search's own state (choice, pair terms, totals)."""
