@@ -167,3 +167,16 @@ def test_polish_matches_numpy(both: Switch, seed: int) -> None:
     if out["numpy"] is not None:
         assert np.array_equal(out["numpy"], out["compiled"])
         assert model.feasible(out["numpy"])
+
+
+def test_concurrent_solves_match_serial(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels release the GIL and share a small address cache: threads solving different
+    problems at once get the serial plans."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("BITBUDGET_NATIVE", str(library))
+    problems = [random_problem(30, 4, seed, tight=0.3) for seed in range(4)] * 3
+    serial = [solve(p, "lagrangian").objective for p in problems]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda p: solve(p, "lagrangian").objective, problems))
+    assert threaded == serial
