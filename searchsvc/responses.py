@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-__all__ = ["json_response", "to_json"]
+__all__ = ["json_response", "json_bytes_response", "to_json"]
 
 
 class _Rendered(JSONResponse):
@@ -34,3 +34,10 @@ def json_response(
 ) -> JSONResponse:
     """``model`` as JSON (by alias), with a status and headers."""
     return _Rendered(to_json(model), status_code=status_code, headers=headers)
+
+
+def json_bytes_response(
+    body: bytes, status_code: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Ready JSON bytes (as :func:`json_response` made them), with a status and headers."""
+    return _Rendered(body, status_code=status_code, headers=headers)

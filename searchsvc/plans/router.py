@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -21,7 +23,7 @@ from searchsvc.plans.schemas import (
     RefineAccepted,
     RefineCreate,
 )
-from searchsvc.responses import json_response
+from searchsvc.responses import json_bytes_response, json_response
 from searchsvc.settings import Settings
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
@@ -40,6 +42,12 @@ def _draft(settings: Settings, body: PlanCreate) -> service.PlanDraft | Response
 
 def _store(settings: Settings, draft: service.PlanDraft) -> Response:
     """Write the drafted plan (after its solve) and answer 201, 200 or 202."""
+    return _stored(settings, draft)[0]
+
+
+def _stored(settings: Settings, draft: service.PlanDraft) -> tuple[Response, bool]:
+    """:func:`_store`, and whether an identical request would be answered with this plan (no
+    job, and the plan is one that request's ``find_earlier`` accepts)."""
     if draft.solved is not None:
         with session_scope(settings.database, write=False) as read:
             service.find_earlier(read, draft=draft)
@@ -51,9 +59,10 @@ def _store(settings: Settings, draft: service.PlanDraft) -> Response:
         headers = {"Location": f"/v1/plans/{result.plan.id}"}
         if result.job is not None:
             accepted = PlanAccepted(plan=out, job=job_out(session, result.job))
-            return json_response(accepted, status.HTTP_202_ACCEPTED, headers)
+            return json_response(accepted, status.HTTP_202_ACCEPTED, headers), False
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return json_response(out, code, headers)
+        same = result.plan.validate == draft.body.validate_plan
+        return json_response(out, code, headers), same
 
 
 @router.post(
@@ -72,6 +81,7 @@ async def create_plan(body: PlanCreate, settings: SettingsDep, _: WriterDep) -> 
     The database work runs in worker threads; the solve runs on the solver pool (worker
     processes in the server) and is awaited here, so a request waiting for its solve holds no
     thread and no connection."""
+    arrived = time.monotonic()
     drafted = await run_in_threadpool(_draft, settings, body)
     if isinstance(drafted, Response):
         return drafted
@@ -79,26 +89,54 @@ async def create_plan(body: PlanCreate, settings: SettingsDep, _: WriterDep) -> 
     # shielded: a client that hangs up must not cancel the solve other requests share
     await asyncio.shield(asyncio.wrap_future(drafted.solving))
     drafted.finish()  # a 400 / 422 when the solve has no plan
-    return await _store_once(settings, drafted)
+    return await _store_once(settings, drafted, arrived)
 
 
-_storing: dict[tuple[int, str], asyncio.Future[None]] = {}
+@dataclass(frozen=True)
+class _Written:
+    """What the first of identical requests stored: its request, when it began writing, and the
+    plan's JSON and location."""
+
+    body: PlanCreate
+    began: float
+    json: bytes
+    location: str
 
 
-async def _store_once(settings: Settings, draft: service.PlanDraft) -> Response:
-    """Store a solved draft; identical requests that waited for the same solve wait (holding no
-    thread) until the first one has written the plan, then read it instead of each taking the
-    write lock (on SQLite they would queue on it, each holding a worker thread meanwhile)."""
+_storing: dict[tuple[int, str], asyncio.Future[_Written | None]] = {}
+
+
+async def _store_once(
+    settings: Settings, draft: service.PlanDraft, arrived: float
+) -> Response:
+    """Store a solved draft once for identical requests that waited for the same solve.
+
+    The first one writes; the others wait (holding no thread). Those that arrived before it
+    began writing are answered with the plan it stored (200, as ``find_earlier`` would answer
+    them): the plan as of its commit, which came after they arrived — the answer any of them
+    would have read — without each one reading it again in a worker thread at the moment the
+    clients that waited together come back to GET their plans. Any other waiter (a request
+    that differs, one that came later, or the first failed) stores its own draft as before,
+    reading the plan the first wrote instead of taking the write lock."""
     key = (id(asyncio.get_running_loop()), draft.request_key)
     writing = _storing.get(key)
     if writing is not None:
-        await asyncio.shield(writing)
+        written = await asyncio.shield(writing)
+        if written is not None and arrived < written.began and written.body == draft.body:
+            headers = {"Location": written.location}
+            return json_bytes_response(written.json, status.HTTP_200_OK, headers)
         return await run_in_threadpool(_store, settings, draft)
     _storing[key] = asyncio.get_running_loop().create_future()
+    written = None
     try:
-        return await run_in_threadpool(_store, settings, draft)
+        began = time.monotonic()
+        response, same = await run_in_threadpool(_stored, settings, draft)
+        if same and response.status_code in (status.HTTP_200_OK, status.HTTP_201_CREATED):
+            location = response.headers["location"]
+            written = _Written(draft.body, began, bytes(response.body), location)
+        return response
     finally:
-        _storing.pop(key).set_result(None)
+        _storing.pop(key).set_result(written)
 
 
 def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:

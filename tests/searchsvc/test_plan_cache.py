@@ -397,6 +397,43 @@ def test_post_answers_match_get(client: tuple[TestClient, Settings], model_id: i
     assert json.loads(json.dumps(got)) == got  # plain JSON (no NaN)
 
 
+def test_identical_posts_waiting_for_one_solve_get_its_one_plan(
+    client: tuple[TestClient, Settings], model_id: int
+) -> None:
+    """Clients that ask for the same new budget at once share one solve and one stored plan:
+    one 201, the others 200 with that plan (answered with what the first stored), which is
+    what GET serves; a request that differs only in ``validate`` gets a plan of its own."""
+    web, _ = client
+    auth_header = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"model_id": model_id, "budget": {"avg_bits": 5.37}, "candidates": ["w8a8", "w4a8"]}
+    body |= {"images": 2}
+    ready = web.post("/v1/plans", json=body | {"budget": {"avg_bits": 6.5}}, headers=auth_header)
+    assert ready.status_code in (200, 201), ready.text  # the profile is ready (an earlier test)
+
+    def post(i: int) -> Any:
+        extra = {"validate": True} if i % 4 == 3 else {}
+        return web.post("/v1/plans", json=body | extra, headers=auth_header)
+
+    with ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(post, range(12)))
+    plain = [r for i, r in enumerate(replies) if i % 4 != 3]
+    validated = [r for i, r in enumerate(replies) if i % 4 == 3]
+    assert sorted(r.status_code for r in plain) == [200] * 8 + [201], [r.text for r in plain]
+    assert len({r.json()["id"] for r in plain}) == 1
+    assert all(r.json()["validate"] is False for r in plain)
+    assert {r.status_code for r in validated} <= {200, 201}
+    assert all(r.json()["validate"] is True for r in validated)
+    assert not {r.json()["id"] for r in validated} & {plain[0].json()["id"]}
+    plan_id = plain[0].json()["id"]
+    assert all(r.headers["location"] == f"/v1/plans/{plan_id}" for r in plain)
+    got = web.get(f"/v1/plans/{plan_id}").json()
+    for r in plain:
+        posted = r.json()
+        assert {k: v for k, v in got.items() if k not in ("validation", "refinement")} == {
+            k: v for k, v in posted.items() if k not in ("validation", "refinement")
+        }
+
+
 def test_solve_memo_solves_each_key_once_and_forgets_failures() -> None:
     memo = SolveMemo(size=4, slots=2)
     calls: list[int] = []
