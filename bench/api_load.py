@@ -10,8 +10,9 @@ from the stored plan) then GET that plan:
 * ``saturation``: the same 50 clients with no pause (closed loop) — throughput-bound, so its
   latencies are concurrency / throughput, whatever the per-request cost.
 
-Reports p50/p95 per kind, status counts, errors and throughput for both phases, and the machine's
-load average (the numbers are only comparable at similar load). The load generator runs on the
+Reports p50/p95 per kind, status counts, errors, throughput and the server process's CPU time
+per request for both phases, and the machine's load average (the latencies are only comparable
+at similar load; the CPU time much less disturbed by other work). The load generator runs on the
 same cores as the server, so it is kept lean: its clients are made before the clock starts, and
 by default it speaks plain HTTP/1.1 keep-alive (``--client raw``) instead of httpx, which costs as
 much CPU per request as the server does (``--client httpx`` measures with it). ``--trace FILE``
@@ -275,6 +276,26 @@ async def _load(
     return out
 
 
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far (Linux; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, run: Any) -> dict:
+    """``run()``'s raw results, with the server process's CPU seconds meanwhile (its own
+    threads; not the solver processes, not the database): a measure of the server's cost that
+    other work on the machine disturbs far less than the latencies."""
+    before = _cpu_s(pid)
+    raw = run()
+    after = _cpu_s(pid)
+    raw["server_cpu_s"] = None if before is None or after is None else after - before
+    return raw
+
+
 def _scenario(raw: dict, think: float) -> dict[str, Any]:
     """Latencies, statuses, errors and throughput of one load phase, against the targets."""
     statuses = raw["post_status"]
@@ -287,6 +308,10 @@ def _scenario(raw: dict, think: float) -> dict[str, Any]:
         "error_samples": raw["errors"][:5],
         "requests_per_s": round((len(raw["post"]) + len(raw["get"])) / raw["wall_s"][0], 1),
     }
+    if raw.get("server_cpu_s") is not None:
+        requests = len(raw["post"]) + len(raw["get"])
+        out["server_cpu_s"] = round(raw["server_cpu_s"], 2)
+        out["server_cpu_ms_per_request"] = round(1000 * raw["server_cpu_s"] / max(requests, 1), 2)
     post_p95, get_p95 = out["post"]["p95_s"], out["get"]["p95_s"]
     out["targets_met"] = {
         "post_p95": post_p95 is not None and post_p95 <= TARGETS["post_p95_s"],
@@ -331,8 +356,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 warm = {"model_id": model_id, "budget": {"memory_mb": 1.95}, "images": 2}
                 client.post("/v1/plans", json=warm | {"candidates": CANDIDATES})
             load_avg = os.getloadavg()
-            paced = asyncio.run(_load(args, base, token, model_id, args.think, 0))
-            burst = asyncio.run(_load(args, base, token, model_id, 0.0, 10_000))
+            paced = _measured(
+                proc.pid, lambda: asyncio.run(_load(args, base, token, model_id, args.think, 0))
+            )
+            burst = _measured(
+                proc.pid, lambda: asyncio.run(_load(args, base, token, model_id, 0.0, 10_000))
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
