@@ -26,6 +26,7 @@ def _startup(settings: Settings) -> None:
     from searchsvc.jobs.dispatch import configure_dispatcher
     from searchsvc.jobs.reconciler import reconcile
     from searchsvc.jobs.registry import load_tasks
+    from searchsvc.plans.router import warm_up
     from searchsvc.plans.service import configure_solver
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -33,6 +34,7 @@ def _startup(settings: Settings) -> None:
     load_tasks()
     configure_solver(settings)
     configure_dispatcher(settings)
+    warm_up(settings)
     requeued = reconcile(settings, fresh_process=settings.embedded)
     if requeued:
         log.warning("re-enqueued jobs lost by an earlier process: %s", requeued)

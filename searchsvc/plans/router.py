@@ -31,12 +31,13 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
 def _draft(settings: Settings, body: PlanCreate) -> service.PlanDraft | Response:
     """Check the request; the response when it needs no solve (an earlier identical plan, or a
-    profile to make first), else the draft whose solve was just started."""
+    profile to make first), else the draft whose solve was started (or is memoised: it is
+    stored through ``_store_once`` all the same, so that identical requests in flight store
+    one plan, not one each — on PostgreSQL nothing else serialises their writes)."""
     with session_scope(settings.database, write=False) as read:
         draft = service.draft_plan(read, settings=settings, body=body, wait=False)
-    if draft.solving is not None and not draft.solving.done():
+    if draft.solving is not None:
         return draft
-    draft.finish()  # solved before (memoised): a 400 / 422 when it has no plan
     return _store(settings, draft)
 
 
@@ -155,6 +156,22 @@ def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:
         if cached is not None:
             return cached
         return plan_cache.store(session, settings.database, plan_id, build)
+
+
+def warm_up(settings: Settings) -> None:
+    """Run GET /v1/plans/{id}'s queries once, for no plan, at start-up: the first build after a
+    start otherwise pays ~40 ms of SQLAlchemy compiling them (and the validation service's
+    import) while clients wait — at the moment many of them come for a new plan at once."""
+    from searchsvc.catalog import repository as models
+    from searchsvc.plans import repository as plans
+    from searchsvc.validation.service import plan_validation
+
+    with session_scope(settings.database, write=False) as session:
+        plan_cache.fingerprint(session, 0)
+        plans.get(session, 0)
+        models.get(session, 0)
+        plan_validation(session, plan_id=0)
+        refine.plan_refinement(session, plan_id=0)
 
 
 async def _cached_plan_json(
