@@ -52,6 +52,7 @@ def _lifespan(settings: Settings) -> Any:
         await run_in_threadpool(_startup, settings)
         # GET /v1/plans/{id} checks cached plans on this loop (see plans.plan_cache)
         app.state.plan_reader = reader = Reader(settings.database)
+        await reader.warm()
         yield
         await reader.close()
         shutdown_dispatcher(settings)

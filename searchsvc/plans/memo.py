@@ -6,7 +6,8 @@ A solve runs on an executor and every caller gets a ``concurrent.futures.Future`
 (the job runner, the CLI) waits on ``result()``; the API awaits it (``asyncio.wrap_future``)
 without holding a worker thread. By default the executor is a pool of ``slots`` threads; the
 API server switches to a pool of worker *processes* (``use_processes``) so that a CPU-bound
-solve never holds the server's GIL while it answers other requests.
+solve never holds the server's GIL while it answers other requests; they run at a lower
+priority (``SOLVER_NICENESS``) so that, on a busy machine, requests get the CPU before solves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from typing import Any
 __all__ = ["SolveMemo"]
 
 log = logging.getLogger(__name__)
+
+
+SOLVER_NICENESS = 10  # worker processes' niceness, above the server's
+
+
+def _in_the_background() -> None:
+    """A solver process gives way to the server's own work: on a busy machine the CPU goes to
+    answering requests (milliseconds each) first, to solves (tens to hundreds of ms) after."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(SOLVER_NICENESS)
 
 
 class SolveMemo:
@@ -64,7 +78,9 @@ class SolveMemo:
             if self._processes:
                 # spawn: the server has threads, and forking a threaded process is unsafe
                 context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(self._processes, mp_context=context)
+                self._executor = ProcessPoolExecutor(
+                    self._processes, mp_context=context, initializer=_in_the_background
+                )
             else:
                 self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="solve")
         return self._executor

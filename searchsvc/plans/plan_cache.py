@@ -227,6 +227,7 @@ class Reader:
             _, connect = parsed.get_dialect()().create_connect_args(parsed)
             self._connect = dict(connect)
         self.enabled = self._sqlite_path not in (None, ":memory:") or bool(self._connect)
+        self._size = connections
         self._slots = asyncio.Semaphore(connections)
         self._idle: list[Any] = []
         self._sqlite: sqlite3.Connection | None = None
@@ -283,6 +284,20 @@ class Reader:
                 raise
             self._idle.append(conn)
             return (_postgres_row(row),)
+
+    async def warm(self) -> None:
+        """Open the connections now (PostgreSQL), not in the first burst of GETs; a failure
+        is left to the first GETs (they fall back to the thread path)."""
+        import psycopg
+
+        if not self._connect:
+            return
+        try:
+            for _ in range(self._size - len(self._idle)):
+                conn = await psycopg.AsyncConnection.connect(autocommit=True, **self._connect)
+                self._idle.append(conn)
+        except psycopg.Error:
+            return
 
     async def close(self) -> None:
         """Close every connection (at shutdown)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Query, Request, status
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from searchsvc.catalog.service import get_model
-from searchsvc.db.session import session_scope
+from searchsvc.db.session import get_engine, session_scope
 from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
 from searchsvc.plans import plan_cache, refine, service
@@ -27,6 +28,7 @@ from searchsvc.responses import json_bytes_response, json_response
 from searchsvc.settings import Settings
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
+WARM_CONNECTIONS = 16  # PostgreSQL connections opened at start-up (the pool keeps up to 40)
 
 
 def _draft(settings: Settings, body: PlanCreate) -> service.PlanDraft | Response:
@@ -172,6 +174,13 @@ def warm_up(settings: Settings) -> None:
         models.get(session, 0)
         plan_validation(session, plan_id=0)
         refine.plan_refinement(session, plan_id=0)
+    engine = get_engine(settings.database)
+    if engine.dialect.name == "postgresql":
+        # open some pooled connections now (kept: see db.session): each costs a PostgreSQL
+        # backend's start, several ms of CPU, which the first burst of requests would pay
+        with ExitStack() as stack:
+            for _ in range(WARM_CONNECTIONS):
+                stack.enter_context(engine.connect()).exec_driver_sql("SELECT 1")
 
 
 async def _cached_plan_json(
