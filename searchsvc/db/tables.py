@@ -181,7 +181,9 @@ class ArtifactRow(Base):
     key: Mapped[str | None] = mapped_column(String(200), unique=True)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
-    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("plans.id", ondelete="CASCADE"), index=True
+    )  # a plan's GET fingerprint reads its artifacts by plan
     path: Mapped[str | None] = mapped_column(Text)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
