@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.serialization import config as serialization_config
 
 from profiling.quant.primitives import choose_qparams, fake_quantize
 from profiling.quant.spec import PerTensor
@@ -293,6 +296,25 @@ def layer_terms(
     }
 
 
+def _save_rows(path: Path, rows: dict[str, list[Rows]]) -> int:
+    """Write one image's rows (tmp file + rename); its size in bytes. The zip's CRC is skipped
+    (it cost 10× the write): the rename already keeps a killed run from leaving half a file."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with serialization_config.patch({"save.compute_crc32": False}):  # type: ignore[attr-defined]
+        torch.save({n: [r.state() for r in rs] for n, rs in rows.items()}, tmp)
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def _load_rows(path: Path) -> dict[str, list[Rows]] | None:
+    """One image's rows (memory-mapped), or None when the file is missing or unreadable."""
+    try:
+        kept = torch.load(path, weights_only=True, mmap=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None
+    return {n: [Rows.from_state(r) for r in rs] for n, rs in kept.items()}
+
+
 def _merge_ranges(per_image: list[dict[str, list[float]]]) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     for ranges in per_image:
@@ -323,14 +345,21 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
     rows_dir.mkdir(exist_ok=True)
     first: list[dict[str, Any]] = []
     steps = 2 * n_img if ab else n_img
+
+    def image_rows(i: int) -> tuple[dict[str, tuple[float, float]], dict[str, list[Rows]]]:
+        """One forward + backward on image ``i``: each layer's input range and sampled rows."""
+        cap = _image_grads(ctx, i, mods)
+        gen = torch.Generator().manual_seed(ctx.seed * 104729 + i)
+        ran = [n for n in names if n in cap.ranges]
+        return {n: cap.ranges[n] for n in ran}, {
+            n: sampled_rows(mods[n], cap.grads(n), fraction, gen) for n in ran
+        }
+
     for i in range(n_img):
         ctx.tick(i, steps, f"fisher_kl image {i + 1}/{n_img}")
         unit = ctx.store.get(f"fisher:{i}")
         if unit is None:
-            cap = _image_grads(ctx, i, mods)
-            gen = torch.Generator().manual_seed(ctx.seed * 104729 + i)
-            ran = [n for n in names if n in cap.ranges]
-            rows = {n: sampled_rows(mods[n], cap.grads(n), fraction, gen) for n in ran}
+            seen, rows = image_rows(i)
             unit = {
                 "weight": {
                     n: _halved(
@@ -338,17 +367,12 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
                         weight_terms(mods[n], rows[n], wb, changes.get(n, mods[n], wb)),
                         n_batches,
                     )
-                    for n in ran
+                    for n in rows
                 },
-                "ranges": {n: list(cap.ranges[n]) for n in ran},
+                "ranges": {n: list(r) for n, r in seen.items()},
             }
-            del cap
             if ab:
-                path = rows_dir / f"{i}.pt"
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                torch.save({n: [r.state() for r in rows[n]] for n in ran}, tmp)
-                os.replace(tmp, path)
-                unit["rows_bytes"] = path.stat().st_size
+                unit["rows_bytes"] = _save_rows(rows_dir / f"{i}.pt", rows)
             del rows
             ctx.store.put(f"fisher:{i}", unit)
         first.append(unit)
@@ -360,18 +384,16 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         unit = ctx.store.get(f"fisher-act:{i}")
         if unit is None:
             path = rows_dir / f"{i}.pt"
-            kept = torch.load(path, weights_only=True)
+            kept = _load_rows(path)
+            if kept is None:  # the file was lost: the same seeded rows again
+                kept = image_rows(i)[1]
             unit = {
-                n: _halved(
-                    ab,
-                    act_terms(mods[n], [Rows.from_state(r) for r in kept[n]], ab, ranges[n]),
-                    n_batches,
-                )
+                n: _halved(ab, act_terms(mods[n], kept[n], ab, ranges[n]), n_batches)
                 for n in first[i]["ranges"]
             }
             del kept
             ctx.store.put(f"fisher-act:{i}", unit)
-            path.unlink()
+            path.unlink(missing_ok=True)
         acts.append(unit)
     shutil.rmtree(rows_dir, ignore_errors=True)
     ctx.tick(steps, steps, "fisher_kl done")
@@ -385,5 +407,5 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         for n in measured
     }
     unmeasured = [n for n in names if n not in layers]  # never ran on an image (memory path)
-    kept = max((u.get("rows_bytes", 0) for u in first), default=0)
-    return {"layers": layers, "unmeasured": unmeasured, "stats": {"fisher_rows_bytes": kept}}
+    most = max((u.get("rows_bytes", 0) for u in first), default=0)
+    return {"layers": layers, "unmeasured": unmeasured, "stats": {"fisher_rows_bytes": most}}
