@@ -199,6 +199,24 @@ typedef struct {
     unsigned char *blocked; /* (n,) scratch */
 } State;
 
+/* A Model over the arrays given, with its live (finite-loss) choices listed; the caller frees
+ * md.live and md.live_ptr. */
+static Model model_new(int64_t n, int64_t K, int64_t R, int64_t E, const double *loss,
+                       const double *cost, const double *cap, const double *norm,
+                       const double *stack, const int64_t *ends, const int64_t *adj_ptr,
+                       const int64_t *adj_edge) {
+    Model md = {n,     K,    R,     E,       loss,     cost, cap, norm,
+                stack, ends, adj_ptr, adj_edge, malloc(sizeof(int64_t) * (size_t)(n * K)),
+                malloc(sizeof(int64_t) * (size_t)(n + 1))};
+    md.live_ptr[0] = 0;
+    for (int64_t u = 0; u < n; u++) {
+        md.live_ptr[u + 1] = md.live_ptr[u];
+        for (int64_t k = 0; k < K; k++)
+            if (loss[u * K + k] != INFINITY) md.live[md.live_ptr[u + 1]++] = u * K + k;
+    }
+    return md;
+}
+
 static int64_t other_end(const Model *md, int64_t e, int64_t u) {
     return md->ends[2 * e] == u ? md->ends[2 * e + 1] : md->ends[2 * e];
 }
@@ -286,7 +304,6 @@ static void repair(const Model *md, State *s) {
 
 /* LocalSearch.one_opt: the best single switch that lowers the objective and keeps the budgets. */
 static int one_opt(const Model *md, State *s) {
-    const int64_t nk = md->n * md->K;
     double best = INFINITY;
     int64_t at = 0;
     for (int64_t q = 0; q < md->live_ptr[md->n]; q++) {
@@ -367,15 +384,7 @@ int bb_local_search(int64_t mode, int64_t n, int64_t K, int64_t R, int64_t E, co
                     const int64_t *adj_edge, int64_t *choice, double *pair, double *spent,
                     double deadline, int64_t tries) {
     if (R > 64) return -1;
-    Model md = {n,     K,    R,     E,       loss,     cost, cap, norm,
-                stack, ends, adj_ptr, adj_edge, malloc(sizeof(int64_t) * (size_t)(n * K)),
-                malloc(sizeof(int64_t) * (size_t)(n + 1))};
-    md.live_ptr[0] = 0;
-    for (int64_t u = 0; u < n; u++) {
-        md.live_ptr[u + 1] = md.live_ptr[u];
-        for (int64_t k = 0; k < K; k++)
-            if (loss[u * K + k] != INFINITY) md.live[md.live_ptr[u + 1]++] = u * K + k;
-    }
+    Model md = model_new(n, K, R, E, loss, cost, cap, norm, stack, ends, adj_ptr, adj_edge);
     State s = {choice, pair, spent, malloc(sizeof(double) * (size_t)(n * K)),
                malloc(sizeof(double) * (size_t)((R ? R : 1) * n * K)), malloc((size_t)n)};
     for (int64_t u = 0; u < n; u++) unit_deltas(&md, &s, u);
@@ -450,15 +459,7 @@ int bb_polish(int64_t n, int64_t K, int64_t R, int64_t E, const double *loss, co
               const int64_t *starts, double deadline, int64_t tries,
               const double *objective_loss, int64_t *best) {
     if (R > 64) return -1;
-    Model md = {n,     K,    R,     E,       loss,     cost, cap, norm,
-                stack, ends, adj_ptr, adj_edge, malloc(sizeof(int64_t) * (size_t)(n * K)),
-                malloc(sizeof(int64_t) * (size_t)(n + 1))};
-    md.live_ptr[0] = 0;
-    for (int64_t u = 0; u < n; u++) {
-        md.live_ptr[u + 1] = md.live_ptr[u];
-        for (int64_t k = 0; k < K; k++)
-            if (loss[u * K + k] != INFINITY) md.live[md.live_ptr[u + 1]++] = u * K + k;
-    }
+    Model md = model_new(n, K, R, E, loss, cost, cap, norm, stack, ends, adj_ptr, adj_edge);
     double spent[64];
     State s = {malloc(sizeof(int64_t) * (size_t)n), malloc(sizeof(double) * (size_t)(n * K)),
                spent, malloc(sizeof(double) * (size_t)(n * K)),
