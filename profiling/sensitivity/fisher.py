@@ -34,7 +34,7 @@ from torch.utils.serialization import config as serialization_config
 from profiling.quant.primitives import choose_qparams, fake_quantize
 from profiling.quant.spec import PerTensor
 from profiling.sensitivity.context import Context
-from profiling.sensitivity.perturb import quantized_weight
+from profiling.sensitivity.perturb import quantized_weight, widen
 from profiling.sensitivity.request import sample_fraction
 
 __all__ = [
@@ -81,9 +81,7 @@ class _Capture:
     def _hook(self, name: str) -> Any:
         def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
             x = args[0].detach()
-            x_lo, x_hi = torch.aminmax(x)
-            lo, hi = self.ranges.get(name, (float("inf"), float("-inf")))
-            self.ranges[name] = (min(lo, float(x_lo)), max(hi, float(x_hi)))
+            widen(self.ranges, name, x)
             if out.requires_grad:
                 out.retain_grad()
                 self.calls[name].append((x, out))
@@ -318,9 +316,8 @@ def _load_rows(path: Path) -> dict[str, list[Rows]] | None:
 def _merge_ranges(per_image: list[dict[str, list[float]]]) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     for ranges in per_image:
-        for n, (lo, hi) in ranges.items():
-            a, b = out.get(n, (lo, hi))
-            out[n] = (min(a, lo), max(b, hi))
+        for n, lo_hi in ranges.items():
+            widen(out, n, torch.tensor(lo_hi, dtype=torch.float64))
     return out
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "input_quantized",
     "output_zeroed",
     "InputRanges",
+    "widen",
 ]
 
 
@@ -71,6 +72,13 @@ def output_zeroed(module: nn.Module) -> Iterator[None]:
         handle.remove()
 
 
+def widen(ranges: dict[str, tuple[float, float]], name: str, x: torch.Tensor) -> None:
+    """Widen ``ranges[name]`` (min, max) to cover ``x``."""
+    x_lo, x_hi = torch.aminmax(x)
+    lo, hi = ranges.get(name, (float("inf"), float("-inf")))
+    ranges[name] = (min(lo, float(x_lo)), max(hi, float(x_hi)))
+
+
 class InputRanges:
     """Per-tensor min / max of each named layer's input, observed while the ``with`` runs."""
 
@@ -87,9 +95,7 @@ class InputRanges:
 
     def _hook(self, name: str) -> Any:
         def hook(mod: nn.Module, args: tuple) -> None:
-            x_lo, x_hi = torch.aminmax(args[0].detach())
-            lo, hi = self.ranges.get(name, (float("inf"), float("-inf")))
-            self.ranges[name] = (min(lo, float(x_lo)), max(hi, float(x_hi)))
+            widen(self.ranges, name, args[0].detach())
 
         return hook
 
