@@ -104,7 +104,12 @@ def serve_cmd(
     elif dev:
         console.print("[yellow]--dev on a non-loopback address: no token is made for you[/]")
     _banner(settings, token, created)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    from searchsvc.plans.service import shutdown_solver
+
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    finally:  # the app's shutdown already did this, unless start-up failed half-way
+        shutdown_solver()
 
 
 def worker_cmd(

@@ -21,6 +21,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from profiling.procs import stop_pool
+
 __all__ = ["SolveMemo"]
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,14 @@ SOLVER_NICENESS = 10  # worker processes' niceness, above the server's
 
 def _in_the_background() -> None:
     """A solver process gives way to the server's own work: on a busy machine the CPU goes to
-    answering requests (milliseconds each) first, to solves (tens to hundreds of ms) after."""
+    answering requests (milliseconds each) first, to solves (tens to hundreds of ms) after. It
+    also exits when the server is gone, however the server went (``profiling.procs``)."""
     import contextlib
     import os
 
+    from profiling.procs import guard_parent
+
+    guard_parent()
     with contextlib.suppress(OSError, AttributeError):
         os.nice(SOLVER_NICENESS)
 
@@ -62,15 +68,13 @@ class SolveMemo:
             if processes == self._processes:
                 return
             old, self._executor, self._processes = self._executor, None, max(processes, 0)
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        stop_pool(old)
 
     def shutdown(self) -> None:
-        """Stop the executor (a later solve starts a new one)."""
+        """Stop the executor and end its worker processes now (a later solve starts a new one)."""
         with self._lock:
             old, self._executor = self._executor, None
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        stop_pool(old)
 
     def _pool(self) -> Executor:
         """The executor (under ``_lock``), created on first use."""
@@ -106,6 +110,7 @@ class SolveMemo:
                 flight = self._pool().submit(fn, *args)
             except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh
                 log.warning("the solver process pool broke; starting a new one")
+                stop_pool(self._executor, timeout=1.0)
                 self._executor = None
                 flight = self._pool().submit(fn, *args)
             self._flights[key] = flight
