@@ -3,6 +3,7 @@ run the real API (uvicorn via ``bitbudget serve``) and real Celery workers as su
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,8 @@ import pytest
 from svc_helpers import Proc
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/7"
+# the tests' own Redis database; BITBUDGET_TEST_REDIS_URL lets two test sessions run side by side
+REDIS_URL = os.environ.get("BITBUDGET_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 TOKEN = "bb_test_" + "x" * 40  # a configured token (BITBUDGET_API_TOKENS)
 
 
@@ -46,7 +48,8 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """Redis database 7, flushed once per session (the tests' own broker)."""
+    """Redis database 7 (or BITBUDGET_TEST_REDIS_URL), flushed once per session (the tests'
+    own broker)."""
     if not _reachable(6379):
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     import redis
