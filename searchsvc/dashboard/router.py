@@ -200,6 +200,16 @@ def model_page(
             "plan_url": str(request.url_for("dashboard_plan", plan_id=0)).removesuffix("0"),
             "any_validated": any_validated,
             "solver": front["solver"],
+            "exact": front.get("exact", False),
+            "exact_job": front.get("exact_job"),
+            "max_gap": front.get("max_gap"),
+            "exact_request": {
+                "resource": resource,
+                "hardware": hw,
+                "method": chosen.metric,
+                "images": chosen.images,
+                "candidates": list(chosen.candidates),
+            },
         }
     total = queries.plans_page(session, model_id=model.id, limit=1, offset=0)[1]
     info = _page_info(page, PLANS_PER_PAGE, total)

@@ -1,5 +1,6 @@
-"""What each dashboard page shows, computed from the database (read-only, except that a model
-page may build and store a missing Pareto front exactly as ``GET /v1/models/{id}/pareto`` does).
+"""What each dashboard page shows, computed from the database (read-only: a model page shows the
+exact Pareto front when a job built one, else the fast front, as ``GET /v1/models/{id}/pareto``
+does, and stores nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from searchsvc.catalog import repository as models
 from searchsvc.dashboard import queries
-from searchsvc.db.session import session_scope
 from searchsvc.db.tables import ModelRow, PlanRow, ProfileRow, ValidationRow
 from searchsvc.errors import BadInput, NotFound
 from searchsvc.settings import Settings
@@ -279,22 +279,27 @@ def front_view(
     resource: str,
     hardware: str | None,
 ) -> dict[str, Any]:
-    """The stored front (built and stored on first view) and the uniform baselines."""
-    from searchsvc.pareto.service import build_front, check_resource, stored_front
+    """The exact front when a job built one, else the fast (Lagrangian) front computed on the
+    solver pool (nothing stored), the job building the exact one, and the uniform baselines."""
+    from searchsvc.pareto.service import (
+        active_build,
+        check_resource,
+        fast_front_future,
+        stored_front,
+    )
+    from searchsvc.plans.service import solve_outcome_of
 
     check_resource(resource, hardware)
     artifact = stored_front(read, profile=profile, resource=resource, hardware=hardware)
-    if artifact is None:
-        with session_scope(settings.database) as session:
-            row = session.get(ProfileRow, profile.id)
-            if row is None:
-                raise NotFound(f"profile {profile.id} is gone")
-            artifact = build_front(
-                session, settings=settings, profile=row, resource=resource, hardware=hardware
-            )
-            doc = dict(artifact.doc or {})
-    else:
+    job = None
+    if artifact is not None:
         doc = dict(artifact.doc or {})
+    else:
+        job = active_build(read, profile=profile, resource=resource, hardware=hardware)
+        future = fast_front_future(
+            read, settings, profile=profile, resource=resource, hardware=hardware
+        )
+        doc = solve_outcome_of(future)
     front = [
         {
             "x": _scaled(p.get("total"), resource),
@@ -311,7 +316,15 @@ def front_view(
         {"id": b["id"], "x": _scaled(b["total"], resource), "loss": b["objective"]}
         for b in baselines(problem, resource)
     ]
-    return {"front": front, "baselines": base, "solver": doc.get("method", "")}
+    gaps = [p["gap"] for p in front if isinstance(p.get("gap"), int | float)]
+    return {
+        "front": front,
+        "baselines": base,
+        "solver": doc.get("method", ""),
+        "exact": artifact is not None,
+        "exact_job": job.id if job is not None else None,
+        "max_gap": max(gaps) if gaps else None,
+    }
 
 
 # ---------------------------------------------------------------------------------- plan page

@@ -26,6 +26,7 @@ __all__ = [
     "unsent_queued",
     "mark_enqueued",
     "request_cancel",
+    "active_of_kind",
 ]
 
 
@@ -170,3 +171,13 @@ def request_cancel(session: Session, job_id: int) -> None:
 def older_than(seconds: float) -> datetime:
     """``now - seconds`` (UTC)."""
     return utcnow() - timedelta(seconds=seconds)
+
+
+def active_of_kind(session: Session, kind: str) -> Sequence[JobRow]:
+    """The queued or running jobs of ``kind``, newest first."""
+    stmt = (
+        select(JobRow)
+        .where(JobRow.kind == kind, JobRow.state.not_in(TERMINAL_STATES))
+        .order_by(JobRow.id.desc())
+    )
+    return session.scalars(stmt).all()

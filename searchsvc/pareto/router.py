@@ -1,79 +1,132 @@
-"""/v1/models/{id}/pareto: the loss-vs-resource front of a model's profile."""
+"""/v1/models/{id}/pareto: the loss-vs-resource front of a model's profile.
+
+``GET`` is a read (no token, nothing stored): the exact front when one was built, else the fast
+path computed on the solver pool. ``POST`` (a write) asks for the exact front: a job.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from concurrent.futures import Future
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from searchsvc.auth.service import authorize_write
 from searchsvc.catalog.service import get_model
-from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep
+from searchsvc.db.session import session_scope
+from searchsvc.db.tables import ModelRow, ProfileRow
+from searchsvc.deps import SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
 from searchsvc.pareto import service
-from searchsvc.pareto.schemas import ParetoAccepted, ParetoOut
+from searchsvc.pareto.schemas import ParetoAccepted, ParetoCreate, ParetoOut
+from searchsvc.plans.service import solve_outcome_of
 from searchsvc.profiles.service import find_profile, profile_request
 from searchsvc.responses import json_response
+from searchsvc.settings import Settings
 
 router = APIRouter(tags=["pareto"])
+PATH = "/v1/models/{model_id}/pareto"
 
 
-def _point(point: dict[str, Any]) -> dict[str, Any]:
-    """A front point without its per-layer choices (the stored artifact keeps them)."""
-    return {k: v for k, v in point.items() if k != "choices"}
+def _origin(model: ModelRow, profile: ProfileRow, hardware: str | None) -> dict[str, Any]:
+    """Where a front comes from (plain values: they outlive the session)."""
+    return {
+        "model_id": model.id,
+        "profile_id": profile.id,
+        "metric": profile.metric,
+        "random_weights": profile.random_weights,
+        "hardware": hardware,
+    }
 
 
-@router.get(
-    "/v1/models/{model_id}/pareto",
-    response_model=ParetoOut,
-    responses={202: {"model": ParetoAccepted, "description": "profiling first (needs a token)"}},
-)
-def get_pareto(
+def _out(doc: dict[str, Any], origin: dict[str, Any], **extra: Any) -> ParetoOut:
+    """The API's document: the stored or computed ``bitbudget.pareto/v1`` fields, and where
+    they come from."""
+    method = str(doc.get("method", ""))
+    return ParetoOut(
+        resource=doc["resource"],
+        method=method,
+        requested_points=int(doc.get("requested_points", len(doc.get("points", [])))),
+        solve_seconds=float(doc.get("solve_seconds", 0.0)),
+        points=list(doc.get("points", [])),
+        solver=method,
+        **origin,
+        **extra,
+    )
+
+
+def _read(
+    settings: Settings, model_id: int, resource: str, hardware: str | None, opts: dict[str, Any]
+) -> ParetoOut | tuple[Future[Any], dict[str, Any]]:
+    """The stored exact front, or the fast front's future and the rest of the answer."""
+    service.check_resource(resource, hardware)
+    with session_scope(settings.database, write=False) as read:
+        model = get_model(read, model_id=model_id)
+        request = profile_request(settings, model, opts["method"], opts["wanted"], opts["images"])
+        profile = service.ready_profile(find_profile(read, request, model), model)
+        stored = service.stored_front(read, profile=profile, resource=resource, hardware=hardware)
+        origin = _origin(model, profile, hardware)
+        if stored is not None:
+            return _out(stored.doc or {}, origin, exact=True)
+        job = service.active_build(read, profile=profile, resource=resource, hardware=hardware)
+        future = service.fast_front_future(
+            read, settings, profile=profile, resource=resource, hardware=hardware
+        )
+        extra = {"exact": False, "exact_job": job_out(read, job) if job else None}
+        return future, {"origin": origin, "extra": extra}
+
+
+@router.get(PATH, response_model=ParetoOut)
+async def get_pareto(
     model_id: int,
-    read: ReadSessionDep,
-    session: SessionDep,
     settings: SettingsDep,
     resource: str = Query("memory_bytes", description="memory_bytes, latency_ms or bops"),
     hardware: str | None = Query(None, description="hardware profile (latency_ms needs one)"),
     method: str | None = Query(None, description="profile metric"),
     images: int | None = Query(None, ge=1, le=1024),
     candidates: str | None = Query(None, description="comma-separated candidate ids"),
-    authorization: str | None = Header(None, include_in_schema=False),
 ) -> JSONResponse:
-    """200 with the front; 202 with a ``pareto.build`` job when the model must be profiled."""
-    service.check_resource(resource, hardware)
-    model = get_model(read, model_id=model_id)
+    """The exact front when one was built (``exact: true``), else the fast path: the Lagrangian
+    sweep with each point's proven bound (``exact: false``). 409 while the profile is not ready."""
     wanted = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-    request = profile_request(settings, model, method, wanted, images)
-    profile = find_profile(read, request, model)
-    if profile is None or profile.status != "ready":
-        authorize_write(read, settings=settings, authorization=authorization)
-        profile, job = service.queue(
-            session,
-            settings=settings,
-            model=model,
-            request=request,
-            resource=resource,
-            hardware=hardware,
-        )
-        session.flush()
-        body = ParetoAccepted(profile_id=profile.id, job=job_out(session, job))
-        return json_response(body, status.HTTP_202_ACCEPTED)
-    artifact = service.stored_front(read, profile=profile, resource=resource, hardware=hardware)
-    if artifact is None:  # first request: compute and store (a write)
-        artifact = service.build_front(
-            session, settings=settings, profile=profile, resource=resource, hardware=hardware
-        )
-    doc = artifact.doc or {}
-    out = ParetoOut(
-        model_id=model.id,
-        profile_id=profile.id,
-        resource=resource,
-        hardware=hardware,
-        method=profile.metric,
-        solver=str(doc.get("method", "")),
-        random_weights=profile.random_weights,
-        points=[_point(p) for p in doc.get("points", [])],
-    )
-    return json_response(out, status.HTTP_200_OK)
+    opts = {"method": method, "wanted": wanted, "images": images}
+    found = await run_in_threadpool(_read, settings, model_id, resource, hardware, opts)
+    if isinstance(found, ParetoOut):
+        return json_response(found, status.HTTP_200_OK)
+    future, rest = found
+    # shielded: other readers of the same front share this computation; its errors are
+    # mapped by solve_outcome_of (a bad problem 400, a solver process gone 503)
+    with contextlib.suppress(Exception):
+        await asyncio.shield(asyncio.wrap_future(future))
+    doc = solve_outcome_of(future)
+    return json_response(_out(doc, rest["origin"], **rest["extra"]), status.HTTP_200_OK)
+
+
+@router.post(
+    PATH,
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ParetoAccepted,
+    responses={200: {"model": ParetoOut, "description": "the exact front was built before"}},
+)
+def build_pareto(
+    model_id: int, body: ParetoCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
+) -> JSONResponse:
+    """202 with the ``pareto.build`` job of the exact front (after a profile job when needed; a
+    running one is returned, not doubled); 200 with the front when it was built before."""
+    service.check_resource(body.resource, body.hardware)
+    model = get_model(session, model_id=model_id)
+    request = profile_request(settings, model, body.method, body.candidates, body.images)
+    profile, job, stored = service.request_exact(
+        session, settings=settings, model=model, request=request, resource=body.resource,
+        hardware=body.hardware,
+    )  # fmt: skip
+    session.flush()
+    if stored is not None:
+        out = _out(stored.doc or {}, _origin(model, profile, body.hardware), exact=True)
+        return json_response(out, status.HTTP_200_OK)
+    assert job is not None
+    accepted = ParetoAccepted(profile_id=profile.id, job=job_out(session, job))
+    return json_response(accepted, status.HTTP_202_ACCEPTED, {"Location": f"/v1/jobs/{job.id}"})

@@ -1,7 +1,14 @@
-"""Pareto fronts of a model's profile (``solvers.pareto``), stored as artifacts by key."""
+"""Pareto fronts of a model's profile (``solvers.pareto``).
+
+Two fronts answer ``/v1/models/{id}/pareto``: the fast path (the Lagrangian sweep, milliseconds a
+point, each point with the bound its prices prove) computed on the solver pool for every read
+and kept only in the pool's memo, and the exact front (a ``cpsat`` / ``dp`` sweep), built by a
+``pareto.build`` job on request and stored as an artifact. A read never writes.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -9,23 +16,29 @@ from sqlalchemy.orm import Session
 
 from searchsvc.catalog import repository as models
 from searchsvc.db.tables import ArtifactRow, JobRow, ModelRow, ProfileRow
-from searchsvc.errors import BadInput, NotFound
+from searchsvc.errors import BadInput, Conflict, NotFound
+from searchsvc.jobs import repository as jobs
 from searchsvc.jobs.service import create_job
 from searchsvc.pareto import repository
 from searchsvc.pareto.schemas import RESOURCES
-from searchsvc.plans.service import check_hardware
+from searchsvc.plans.service import check_hardware, submit_on_profile
+from searchsvc.plans.solving import fast_front
 from searchsvc.profiles import repository as profiles
 from searchsvc.profiles.service import request_profile
 from searchsvc.settings import Settings
 
 __all__ = [
     "BUILD",
+    "POINTS",
     "check_resource",
     "artifact_key",
     "front",
     "stored_front",
+    "ready_profile",
+    "fast_front_future",
+    "active_build",
     "build_front",
-    "queue",
+    "request_exact",
 ]
 
 BUILD = "pareto.build"
@@ -42,12 +55,12 @@ def check_resource(resource: str, hardware: str | None) -> None:
 
 
 def artifact_key(profile: ProfileRow, resource: str, hardware: str | None) -> str:
-    """Where a front is stored: one per profile, resource and hardware."""
+    """Where an exact front is stored: one per profile, resource and hardware."""
     return f"pareto:{profile.key}:{resource}:{hardware or '-'}"
 
 
 def front(problem: Any, resource: str, settings: Settings) -> dict[str, Any]:
-    """The ``bitbudget.pareto/v1`` document of ``problem`` over ``resource``."""
+    """The exact ``bitbudget.pareto/v1`` document of ``problem`` over ``resource``."""
     from solvers.pareto import pareto_front
 
     result = pareto_front(problem, resource, POINTS, time_limit=settings.solve_time_limit_s)
@@ -57,8 +70,47 @@ def front(problem: Any, resource: str, settings: Settings) -> dict[str, Any]:
 def stored_front(
     session: Session, *, profile: ProfileRow, resource: str, hardware: str | None
 ) -> ArtifactRow | None:
-    """The front already stored for this profile, resource and hardware."""
+    """The exact front stored for this profile, resource and hardware, if any."""
     return repository.by_key(session, artifact_key(profile, resource, hardware))
+
+
+def ready_profile(profile: ProfileRow | None, model: ModelRow) -> ProfileRow:
+    """``profile`` when it is ready; else a 409 that says how to make it (a read cannot)."""
+    if profile is not None and profile.status == "ready":
+        return profile
+    state = "no profile" if profile is None else f"profile {profile.id} is {profile.status}"
+    raise Conflict(
+        f"model {model.id} has {state} for this request; POST /v1/models/{model.id}/pareto "
+        "(with a token) profiles it and builds the exact front, or POST /v1/plans does"
+    )
+
+
+def fast_front_future(
+    session: Session,
+    settings: Settings,
+    *,
+    profile: ProfileRow,
+    resource: str,
+    hardware: str | None,
+) -> Future[Any]:
+    """The fast-path front of a ready profile, computing (once per key) on the solver pool."""
+    key = "front:" + artifact_key(profile, resource, hardware) + ":lagrangian"
+    future, _ = submit_on_profile(
+        session, settings, model_id=profile.model_id, profile_id=profile.id, key=key,
+        fn=fast_front, args=(resource, hardware, POINTS),
+    )  # fmt: skip
+    return future
+
+
+def active_build(
+    session: Session, *, profile: ProfileRow, resource: str, hardware: str | None
+) -> JobRow | None:
+    """The queued or running ``pareto.build`` job of this front, if any."""
+    wanted = {"profile_id": profile.id, "resource": resource, "hardware": hardware}
+    for job in jobs.active_of_kind(session, BUILD):
+        if {k: job.params.get(k) for k in wanted} == wanted:
+            return job
+    return None
 
 
 def build_front(
@@ -69,7 +121,7 @@ def build_front(
     resource: str,
     hardware: str | None,
 ) -> ArtifactRow:
-    """The stored front of a ready profile (computed and stored on first use)."""
+    """Compute and store the exact front of a ready profile (an existing one is returned)."""
     from profiling.sensitivity import Profile, problem_from_profile
 
     key = artifact_key(profile, resource, hardware)
@@ -99,7 +151,7 @@ def build_front(
     return artifact
 
 
-def queue(
+def request_exact(
     session: Session,
     *,
     settings: Settings,
@@ -107,11 +159,18 @@ def queue(
     request: Any,
     resource: str,
     hardware: str | None,
-) -> tuple[ProfileRow, JobRow]:
-    """Profile first, then build the front (``pareto.build`` waits on the profile job)."""
+) -> tuple[ProfileRow, JobRow | None, ArtifactRow | None]:
+    """The exact front when stored, else the job building it (one per front: a running one is
+    returned, not doubled), after a profile job when the profile is not ready."""
     profile, profile_job = request_profile(
         session, settings=settings, model=model, request=request, direct=False
     )
+    stored = stored_front(session, profile=profile, resource=resource, hardware=hardware)
+    if profile_job is None and stored is not None:
+        return profile, None, stored
+    running = active_build(session, profile=profile, resource=resource, hardware=hardware)
+    if running is not None:
+        return profile, running, None
     params = {"profile_id": profile.id, "resource": resource, "hardware": hardware}
     job = create_job(session, settings=settings, kind=BUILD, params=params, parent=profile_job)
-    return profile, job
+    return profile, job, None

@@ -109,9 +109,7 @@ class _Written:
 _storing: dict[tuple[int, str], asyncio.Future[_Written | None]] = {}
 
 
-async def _store_once(
-    settings: Settings, draft: service.PlanDraft, arrived: float
-) -> Response:
+async def _store_once(settings: Settings, draft: service.PlanDraft, arrived: float) -> Response:
     """Store a solved draft once for identical requests that waited for the same solve.
 
     The first one writes; the others wait (holding no thread). Those that arrived before it

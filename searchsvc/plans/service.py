@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,9 @@ __all__ = [
     "PlanDraft",
     "configure_solver",
     "shutdown_solver",
+    "submit_on_profile",
     "solve_outcome",
+    "solve_outcome_of",
     "draft_plan",
     "find_earlier",
     "create_plan",
@@ -187,20 +190,45 @@ def _solve_future(
 ) -> tuple[Future[Any], int]:
     """The (memoised) solve of a budget over a ready profile, running or done, and the model's
     weight count (for the 422's units)."""
-    profile, inventory = _documents.get(session, settings, model_id, profile_id)
     limits = Budget.model_validate(budget).limits()
-    args = (profile, inventory, limits, hardware, solver, settings.solve_time_limit_s)
-    return _memo.submit(request_key, solve_budget, *args), _weight_numel(inventory)
+    args = (limits, hardware, solver, settings.solve_time_limit_s)
+    future, inventory = submit_on_profile(
+        session, settings, model_id=model_id, profile_id=profile_id, key=request_key,
+        fn=solve_budget, args=args,
+    )  # fmt: skip
+    return future, _weight_numel(inventory)
+
+
+def submit_on_profile(
+    session: Session,
+    settings: Settings,
+    *,
+    model_id: int,
+    profile_id: int,
+    key: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> tuple[Future[Any], dict[str, Any]]:
+    """``fn(profile, inventory, *args)`` on the solver pool, memoised by ``key`` (one
+    computation in flight per key), and the model's inventory."""
+    profile, inventory = _documents.get(session, settings, model_id, profile_id)
+    return _memo.submit(key, fn, profile, inventory, *args), inventory
+
+
+def solve_outcome_of(future: Future[Any]) -> Any:
+    """What a solver-pool computation returned; a bad problem is a 400, a solver process that
+    died (or a server stopping) a 503."""
+    try:
+        return future.result()
+    except ValueError as exc:  # ProblemError, unsupported hardware/candidate combinations
+        raise BadInput(str(exc)) from None
+    except (BrokenExecutor, CancelledError):  # a solver process died, or the server stops
+        raise Unavailable("the solver stopped before this was solved; send it again") from None
 
 
 def solve_outcome(future: Future[Any], numel: int) -> Any:
     """A finished solve's plan; a bad problem is a 400, an infeasible budget a 422."""
-    try:
-        solved = future.result()
-    except ValueError as exc:  # ProblemError, unsupported hardware/candidate combinations
-        raise BadInput(str(exc)) from None
-    except (BrokenExecutor, CancelledError):  # a solver process died, or the server stops
-        raise Unavailable("the solver stopped before this plan was solved; send it again") from None
+    solved = solve_outcome_of(future)
     if solved.status == "infeasible":
         raise _infeasible(solved, numel)
     return solved

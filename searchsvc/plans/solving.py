@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["solve_budget"]
+__all__ = ["solve_budget", "fast_front"]
 
 
 def solve_budget(
@@ -22,3 +22,15 @@ def solve_budget(
 
     problem = problem_from_profile(profile, inventory, limits, hardware)
     return solve(problem, solver, time_limit=time_limit)
+
+
+def fast_front(
+    profile: Any, inventory: dict[str, Any], resource: str, hardware: str | None, points: int
+) -> dict[str, Any]:
+    """The ``bitbudget.pareto/v1`` document of the Lagrangian fast path over ``resource``: every
+    point with the bound its prices prove (an honest gap), in milliseconds per point."""
+    from profiling.sensitivity import problem_from_profile
+    from solvers.pareto import pareto_front
+
+    problem = problem_from_profile(profile, inventory, {}, hardware)
+    return pareto_front(problem, resource, points, method="lagrangian").to_dict()

@@ -87,6 +87,48 @@
     });
   }
 
+  function setupExactFront() {
+    var button = document.getElementById("exact-front");
+    if (!button) return;
+    button.addEventListener("click", function () {
+      var out = document.getElementById("exact-result");
+      if (!token()) {
+        say(out, "Enter the API token at the top first (bitbudget serve --dev prints one).", "error-text");
+        document.getElementById("token-input").focus();
+        return;
+      }
+      say(out, "sending…");
+      fetch(root + "/v1/models/" + button.getAttribute("data-model-id") + "/pareto", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
+        body: button.getAttribute("data-body")
+      }).then(function (r) {
+        return r.json().then(function (json) { return { status: r.status, json: json }; });
+      }).then(function (res) {
+        if (res.status === 200) { window.location.reload(); return; }
+        if (res.status !== 202) {
+          var err = (res.json && res.json.error) || {};
+          say(out, (err.message || ("HTTP " + res.status)) +
+            (res.status === 401 ? " (enter a valid API token at the top)" : ""), "error-text");
+          return;
+        }
+        var el = document.createElement("span");
+        el.className = "job";
+        el.id = "exact-job";
+        el.setAttribute("data-job-id", res.json.job.id);
+        el.innerHTML = '<span class="job-state badge"></span> exact front: job #' + res.json.job.id +
+          ' <span class="job-pct"></span> <span class="job-text"></span>' +
+          '<span class="job-error error-text" hidden></span>';
+        button.replaceWith(el);
+        say(out, "");
+        updateJob(el, res.json.job);
+        follow(el);
+      }).catch(function (exc) {
+        say(out, "could not reach the server: " + exc, "error-text");
+      });
+    });
+  }
+
   function updateJob(el, job) {
     var pct = (job.progress * 100).toFixed(1) + "%";
     var fill = el.querySelector(".fill");
@@ -186,6 +228,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupToken();
     setupBudgetForm();
+    setupExactFront();
     setupJobs();
     setupFront();
     setupHeatmap();
