@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from searchsvc.errors import BitbudgetError, InfeasibleBudget, Unauthorized, error_body
@@ -121,7 +122,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from searchsvc.validation.router import router as validation_router
 
     settings = settings or get_settings()
-    app = FastAPI(
+    # /docs and /redoc with their assets served by this app (fastapi-offline ships Swagger UI 5
+    # and ReDoc): FastAPI's own pages load them from a CDN, blank on an offline machine
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="bitbudget",
         summary="Mixed-precision quantization search for the Segment Anything models",
         version="0.1.0",

@@ -354,6 +354,8 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
         params["validate"] = body.validation_request()
     job = create_job(session, settings=settings, kind=SOLVE, params=params, parent=profile_job)
     plan.job_id, plan.message = job.id, "waiting for the profile"
+    if plan.validate:  # asked for: it runs once the plan is solved (docs/validation.md)
+        plan.validation_status = "queued"
     return PlanResult(plan, job, True)
 
 
@@ -382,6 +384,8 @@ def record_solution(
     """Write a queued plan's outcome: the solution (then ask for validation), or infeasible."""
     if solved is None:
         plan.status, plan.message = "infeasible", error
+        if plan.validate:
+            plan.validation_status = "skipped"  # nothing to validate
         return
     _apply(plan, solved)
     request_validation(session, settings=settings, plan=plan)

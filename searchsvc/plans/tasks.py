@@ -53,6 +53,8 @@ def _on_fail(session: Session, job: JobRow, error: str) -> None:
     if plan is not None and plan.status == "pending":
         plan.status = "cancelled" if error == "cancelled" else "failed"
         plan.message = error
+        if plan.validate and plan.validation_status == "queued":  # it never got to run
+            plan.validation_status = "cancelled" if error == "cancelled" else "error"
 
 
 register_task(SOLVE, run_solve_job, _on_fail)

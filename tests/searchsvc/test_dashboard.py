@@ -33,7 +33,10 @@ def _token(server: Server) -> str:
 def browser() -> Any:
     """Debian's Chromium driven by Playwright (nothing downloaded at run time)."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)")
+        pytest.skip(
+            f"browser test: no Chromium at {CHROMIUM}; install it with "
+            "`sudo apt-get install -y chromium` (.ci/run does)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(
@@ -217,11 +220,45 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
             f"#{plan_id}" in page.locator(f"tr.model-row[data-model-id='{model_id}']").inner_text()
         )
 
+        # the fast front until asked for the exact one: a job, followed in place, then the page
+        # reloads with the exact front
+        page.goto(f"{server.base}/dashboard/models/{model_id}")
+        assert "Fast front" in page.locator("#front-kind").inner_text()
+        page.click("#exact-front")
+        page.locator("#front-kind", has_text="Exact front").wait_for(timeout=180_000)
+        assert page.locator("svg.scatter .s-front .point").count() > 1
+        _shot(page, shots, "09-model-exact-front")
+
         assert console.errors == [], console.errors
         page.close()
+        _docs_render_offline(browser, server, shots)
     finally:
         server.stop()
-    print(f"screenshots: {shots}")  # pytest keeps the tmp folders of the last three runs
+    print(f"screenshots: {shots}")
+
+
+def _docs_render_offline(browser: Any, server: Server, shots: Path) -> None:
+    """The dashboard's API link opens Swagger UI with every asset from this server: any request
+    elsewhere is refused (as on an offline machine) and counted."""
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    elsewhere: list[str] = []
+
+    def only_here(route: Any) -> None:
+        if route.request.url.startswith(server.base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(f"{server.base}/dashboard")
+    page.get_by_role("link", name="API").click()
+    page.wait_for_url("**/docs")
+    page.locator(".swagger-ui .info .title", has_text="bitbudget").wait_for(timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() > 10  # the operations are listed
+    _shot(page, shots, "10-api-docs-offline")
+    assert elsewhere == [], elsewhere
+    page.close()  # pytest keeps the tmp folders of the last three runs
 
 
 def test_dashboard_errors_are_html_pages(tmp_path: Path) -> None:

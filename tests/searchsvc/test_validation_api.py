@@ -73,8 +73,20 @@ def _validated(api: httpx.Client, plan_id: int, timeout: float = 300) -> dict[st
 def validated_plan(api: httpx.Client, model_id: int) -> dict[str, Any]:
     r = api.post("/v1/plans", json=_body(model_id, 6, True))
     assert r.status_code == 202, r.text  # no profile yet: profile -> solve -> validate
+    plan_id = r.json()["plan"]["id"]
+    seen = [r.json()["plan"]["validation_status"]]  # asked for: queued from the start
+    deadline = time.monotonic() + 300
+    while seen[-1] not in ("passed", "failed", "error", "cancelled"):
+        assert time.monotonic() < deadline, seen
+        status = api.get(f"/v1/plans/{plan_id}").json()["validation_status"]
+        if status != seen[-1]:
+            seen.append(status)
+        time.sleep(0.05)
+    order = ["queued", "running", "passed", "failed"]
+    assert seen[0] == "queued" and seen[-1] in ("passed", "failed"), seen
+    assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
     assert wait_job(api, r.json()["job"]["id"])["state"] == "succeeded"
-    return _validated(api, r.json()["plan"]["id"])
+    return _validated(api, plan_id)
 
 
 def test_validate_true_chains_validation(validated_plan: dict[str, Any]) -> None:
