@@ -31,6 +31,7 @@ __all__ = [
     "DataSpec",
     "VideoSpec",
     "check_plan_doc",
+    "check_weights",
     "priced_plan",
     "size_checks",
     "validate_plan",
@@ -278,6 +279,20 @@ def validate_plan(
     return doc
 
 
+def check_weights(plan: Mapping[str, Any], loaded: LoadedModel) -> None:
+    """Refuse to validate a plan on other weights than it was made for (``model.weights_hash``,
+    when the plan names it): its losses and sizes would belong to another model."""
+    named = plan.get("model")
+    want = named.get("weights_hash") if isinstance(named, Mapping) else None
+    if want and want != loaded.weights_hash:
+        spec = loaded.spec
+        source = f"checkpoint {spec.checkpoint}" if spec.checkpoint else f"seed {spec.seed}"
+        raise BadInput(
+            f"the plan was made for weights {want[:12]}…, but {spec.name} from {source} has "
+            f"{loaded.weights_hash[:12]}…: use the checkpoint (or seed) the plan was made with"
+        )
+
+
 def run_validation(
     plan: Mapping[str, Any],
     model: ModelSpec | LoadedModel,
@@ -296,6 +311,7 @@ def run_validation(
     if video is not None and spec.info.family != "sam2":
         raise BadInput(f"{spec.name} is not a SAM2 model: video validation needs SAM2")
     loaded = model if isinstance(model, LoadedModel) else build_model(model)
+    check_weights(plan, loaded)
     calib, heldout = (data or DataSpec()).sets()
     return validate_plan(
         loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress,

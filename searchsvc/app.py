@@ -113,6 +113,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service app for ``settings`` (default: from the environment)."""
     from searchsvc.catalog.router import router as models_router
+    from searchsvc.catalog.router import specs_router
     from searchsvc.dashboard.router import install as install_dashboard
     from searchsvc.health import router as health_router
     from searchsvc.jobs.router import router as jobs_router
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in (
         models_router,
+        specs_router,
         profiles_router,
         plans_router,
         pareto_router,

@@ -7,11 +7,29 @@ from fastapi.responses import JSONResponse
 
 from searchsvc.catalog import service
 from searchsvc.catalog.repository import page
-from searchsvc.catalog.schemas import ModelCreate, ModelOut, ModelPage
+from searchsvc.catalog.schemas import ModelCreate, ModelOut, ModelPage, ModelSpecOut
 from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.responses import json_response
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+specs_router = APIRouter(prefix="/v1/model-specs", tags=["models"])
+
+
+@specs_router.get("", response_model=list[ModelSpecOut])
+async def list_model_specs() -> list[ModelSpecOut]:
+    """The model names one can register, with their image sizes (``bitbudget models``)."""
+    from profiling.models import list_specs
+
+    return [
+        ModelSpecOut(
+            name=info.name,
+            family=info.family,
+            default_image_size=info.default_image_size,
+            image_sizes=list(info.image_sizes),
+            description=info.description,
+        )
+        for info in list_specs()
+    ]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut)

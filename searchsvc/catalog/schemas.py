@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ModelCreate", "ModelOut", "ModelPage"]
+__all__ = ["ModelCreate", "ModelOut", "ModelPage", "ModelSpecOut"]
 
 
 class ModelCreate(BaseModel):
@@ -45,3 +45,13 @@ class ModelPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ModelSpecOut(BaseModel):
+    """A model name one can register (``POST /v1/models``), as ``bitbudget models`` lists it."""
+
+    name: str
+    family: str = Field(description="sam2 or sam")
+    default_image_size: int
+    image_sizes: list[int]
+    description: str

@@ -27,6 +27,7 @@ __all__ = ["register", "EXIT_PASS", "EXIT_FAIL", "EXIT_INPUT"]
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 VALIDATION_FORMAT = "bitbudget.validation/v1"
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+CHECKPOINT_HELP = "the model's checkpoint (default: the plan's, when the file is here)"
 
 
 def _fail(message: str) -> NoReturn:
@@ -56,17 +57,42 @@ def _read(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _model_spec(plan: dict[str, Any], model: str | None, image_size: int | None) -> Any:
+def _plan_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """A plan resource as ``GET /v1/plans/{id}`` answers it becomes its ``bitbudget.plan/v1``
+    document, with the model it is for and its memory budget; any other document stays."""
+    if doc.get("format") or "plan" not in doc or "budget" not in doc:
+        return doc
+    inner = doc.get("plan")
+    if not isinstance(inner, dict):
+        _fail(f"plan {doc.get('id')} is {doc.get('status')}: there is no plan to validate yet")
+    out = dict(inner)
+    if not out.get("model") and isinstance(doc.get("model"), dict):
+        out["model"] = doc["model"]
+    memory_mb = (doc.get("budget") or {}).get("memory_mb")
+    if memory_mb is not None and "budget" not in out:
+        out["budget"] = {"memory_bytes": float(memory_mb) * 1e6}
+    return out
+
+
+def _model_spec(
+    plan: dict[str, Any], model: str | None, image_size: int | None, checkpoint: Path | None
+) -> Any:
     from profiling.models import ModelSpec
 
-    named = plan.get("model")
+    named, seed, ckpt = plan.get("model"), 0, str(checkpoint) if checkpoint else None
     if model is None and isinstance(named, dict):
         model, image_size = named.get("name"), image_size or named.get("image_size")
+        seed, ckpt = int(named.get("seed") or 0), ckpt or named.get("checkpoint")
+        if ckpt and not Path(ckpt).is_file():
+            _fail(
+                f"the plan's model was loaded from checkpoint {ckpt} (where the plan was made); "
+                "pass --checkpoint PATH to a copy of it"
+            )
     elif model is None and isinstance(named, str):
         model = named
     if not model:
         _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
-    return ModelSpec(str(model), image_size=image_size)
+    return ModelSpec(str(model), image_size=image_size, checkpoint=ckpt, seed=seed)
 
 
 def _video_request(
@@ -100,7 +126,7 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """A validation document: the file itself, or the plan in it validated here."""
     from profiling.errors import BitbudgetError
 
-    doc = _read(path)
+    doc = _plan_of(_read(path))
     if doc.get("format") == VALIDATION_FORMAT:
         if opts.get("video") and "video" not in doc:
             _fail(f"{path} is a validation without video fidelity; validate the plan with --video")
@@ -112,7 +138,7 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
     from profiling.validate import DataSpec, VideoSpec, run_validation  # torch: only here
 
     try:
-        spec = _model_spec(doc, opts["model"], opts["image_size"])
+        spec = _model_spec(doc, opts["model"], opts["image_size"], opts.get("checkpoint"))
         data = DataSpec(source=opts["source"], images=opts["images"], holdout=opts["holdout"])
         video = VideoSpec.from_dict(opts["video"]) if opts.get("video") else None
         with tempfile.TemporaryDirectory() as tmp, err_console.status("validating") as status:
@@ -145,6 +171,8 @@ def _call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
             message = r.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = r.text[:200]
+        if r.status_code == 401:
+            message += " (pass --token TOKEN or set BITBUDGET_TOKEN)"
         _fail(f"{method} {url}: HTTP {r.status_code}: {message}")
     return r.json()
 
@@ -254,6 +282,7 @@ def validate_cmd(
     token: str = typer.Option(None, "--token", envvar="BITBUDGET_TOKEN", help="bearer token"),
     model: str = typer.Option(None, "--model", help="model name (default: the plan's)"),
     image_size: int = typer.Option(None, "--image-size"),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     images: int = typer.Option(8, "--images", help="calibration images"),
     holdout: int = typer.Option(4, "--holdout", help="held-out images measured"),
     source: str = typer.Option("shipped", "--source", help="shipped | IMAGE_FOLDER | COCO.json"),
@@ -278,6 +307,7 @@ def validate_cmd(
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
         extra = {"source": source, "artifact": artifact, "video": vreq, "clipping": clipping}
+        extra["checkpoint"] = checkpoint
         doc = _local(plan, opts | extra)
     else:
         if clipping is not None:
@@ -309,6 +339,7 @@ def gate_cmd(
     junit: Path = typer.Option(None, "--junit", help="write a JUnit XML report here"),
     model: str = typer.Option(None, "--model", help="model name (default: the plan's)"),
     image_size: int = typer.Option(None, "--image-size"),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     images: int = typer.Option(8, "--images", help="calibration images"),
     holdout: int = typer.Option(4, "--holdout", help="held-out images measured"),
     source: str = typer.Option("shipped", "--source", help="shipped | IMAGE_FOLDER | COCO.json"),
@@ -328,7 +359,7 @@ def gate_cmd(
         _fail(str(exc))
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
-        doc = _local(plan, opts | {"source": source, "artifact": None})
+        doc = _local(plan, opts | {"source": source, "artifact": None, "checkpoint": checkpoint})
         try:
             checks = gate_checks(doc, limits)
         except BitbudgetError as exc:

@@ -69,8 +69,8 @@ def _banner(settings: Any, token: str | None, created: bool) -> None:
     auth = f' -H "Authorization: Bearer {token or "$TOKEN"}"'
     json_h = " -H 'content-type: application/json'"
     console.print("register a model, then POST a budget:", highlight=False)
-    model = '{"name": "sam2.1-hiera-tiny", "image_size": 512}'
-    plan = '{"model_id": 1, "budget": {"memory_mb": 20}}'
+    model = '{"name": "sam2-micro"}'  # as README.md and docs/service.md
+    plan = '{"model_id": 1, "budget": {"avg_bits": 6}, "validate": true}'
     console.print(
         f"  curl -X POST {base}/v1/models{auth}{json_h} -d '{model}'",
         highlight=False,

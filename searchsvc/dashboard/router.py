@@ -44,6 +44,8 @@ def _num(value: Any, digits: int = 4) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)  # a count stored as a float (bytes, BOPs): digits, not 1.49981e+06
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):

@@ -96,7 +96,14 @@ class PlanOut(BaseModel):
     objective: float | None
     totals: dict[str, Any]
     usage: dict[str, float]
-    plan: dict[str, Any] | None
+    plan: dict[str, Any] | None = Field(
+        description="the bitbudget.plan/v1 document, with the model it is for under `model`"
+    )
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the model spec the plan is for: name, image_size, checkpoint, seed and "
+        "weights_hash (what `bitbudget validate` / `gate` need to rebuild it)",
+    )
     message: str
     random_weights: bool
     job_id: int | None

@@ -45,6 +45,7 @@ __all__ = [
     "get_plan",
     "list_plans",
     "plan_out",
+    "model_spec_doc",
     "known_solvers",
     "plan_methods",
     "check_hardware",
@@ -407,10 +408,22 @@ def list_plans(
     return list(rows), total
 
 
+def model_spec_doc(model: ModelRow) -> dict[str, Any]:
+    """What rebuilds a registered model: its spec and the hash its weights must have."""
+    return {
+        "name": model.name,
+        "image_size": model.image_size,
+        "checkpoint": model.checkpoint,
+        "seed": model.seed,
+        "weights_hash": model.weights_hash,
+    }
+
+
 def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
     """The plan resource; ``usage`` gives the totals in the budget's units."""
     numel = int(model.summary.get("weight_numel", 0))
     totals = dict(plan.totals or {})
+    spec = model_spec_doc(model)
     return PlanOut(
         id=plan.id,
         model_id=plan.model_id,
@@ -425,7 +438,8 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         objective=plan.objective,
         totals=totals,
         usage=user_units(totals, numel),
-        plan=plan.doc,
+        plan=None if plan.doc is None else {**plan.doc, "model": spec},
+        model=spec,
         message=plan.message,
         random_weights=model.random_weights,
         job_id=plan.job_id,

@@ -153,6 +153,15 @@ def test_missing_things_are_404s(api: httpx.Client) -> None:
     _error(api.get("/v1/models/abc"), 422, "model_id")
 
 
+def test_model_specs_list_what_can_be_registered(server: Server) -> None:
+    with server.client() as anonymous:  # a read: no token
+        specs = anonymous.get("/v1/model-specs").json()
+    by_name = {s["name"]: s for s in specs}
+    assert {"sam2-micro", "sam-micro", "sam2.1-hiera-tiny", "sam-vit-b"} <= set(by_name)
+    micro = by_name["sam2-micro"]
+    assert micro["family"] == "sam2" and micro["default_image_size"] in micro["image_sizes"]
+
+
 def test_pareto_input_checks(api: httpx.Client, model_id: int) -> None:
     _error(api.get(f"/v1/models/{model_id}/pareto", params={"resource": "joules"}), 422, "known")
     r = api.get(f"/v1/models/{model_id}/pareto", params={"resource": "latency_ms"})

@@ -153,6 +153,8 @@ def test_dashboard_in_a_browser(tmp_path: Path, browser: Any) -> None:
         assert page.locator("#validation-status").inner_text() in ("passed", "failed")
         measured = page.locator("#predicted-vs-measured").inner_text()
         assert "size (tensor bytes)" in measured and "output KL" in measured
+        size_row = page.locator("#predicted-vs-measured tr", has_text="size").inner_text()
+        assert "e+" not in size_row and re.search(r"\d,\d{3},\d{3}\s+\d,\d{3},\d{3}", size_row)
         assert "image mask IoU" in page.locator("#fidelity").inner_text()
         href = page.locator("#artifact-link").get_attribute("href")
         assert href == f"/v1/plans/{plan_id}/artifact"

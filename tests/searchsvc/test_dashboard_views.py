@@ -96,3 +96,19 @@ def test_jf_is_found_under_its_usual_names(key: str) -> None:
     assert views.jf_of({"video": {"davis": {key: 0.71, "frames": 8}}}) == 0.71
     assert views.jf_of({"validation": {"video": {key: 0.5}}}) == 0.5
     assert views.jf_of({"validation": {"metrics": {"iou": 0.9}}}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1499810.0, "1,499,810"),  # bytes stored as a float print like the measured int beside
+        (1499938, "1,499,938"),
+        (4.344e-07, "4.344e-07"),
+        (0.9581, "0.9581"),
+        (None, "—"),
+    ],
+)
+def test_numbers_for_people(value: Any, shown: str) -> None:
+    from searchsvc.dashboard.router import _num
+
+    assert _num(value) == shown

@@ -45,6 +45,7 @@ def test_embedded_flow_survives_a_restart(tmp_path: Path) -> None:
         token = _token(server)
         out = server.output()
         assert f"{server.base}/dashboard" in out and "curl -X POST" in out and "/v1/plans" in out
+        assert '{"name": "sam2-micro"}' in out  # the README's model
         with server.client() as anonymous:
             r = anonymous.post("/v1/models", json={"name": "sam2-micro"})
             assert r.status_code == 401 and "bearer token" in r.json()["error"]["message"]

@@ -347,7 +347,10 @@ def test_lost_connections_fall_back_to_the_thread_path(
     next one checks on the loop again with a new connection."""
     web, settings = client
     if not _postgres(settings):
-        pytest.skip("PostgreSQL's connections")
+        pytest.skip(
+            "ends PostgreSQL's server connections (pg_terminate_backend): no such thing on SQLite; "
+            "runs under the postgresql parameter"
+        )
     import psycopg
 
     plan_id = _plan(settings, model_id, "lost")

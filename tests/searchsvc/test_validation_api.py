@@ -208,3 +208,42 @@ def test_cli_against_the_server(server: Server, validated_plan: dict[str, Any]) 
         "gate", "--plan-id", plan_id, "--server", "http://127.0.0.1:9", "--max-size-mb", "1"
     )
     assert down.returncode == 2 and "cannot reach" in down.stderr
+
+
+def test_readme_gate_line_on_a_plan_from_the_api(
+    api: httpx.Client, validated_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    """README: save the plan from GET /v1/plans/{id}, then run the gate line as written."""
+    resource = api.get(f"/v1/plans/{validated_plan['id']}").json()
+    assert resource["model"]["name"] == "sam2-micro" and resource["model"]["weights_hash"]
+    assert resource["plan"]["model"] == resource["model"]
+    (tmp_path / "plan.json").write_text(json.dumps(resource))
+    readme = "bitbudget gate --plan plan.json --max-size-mb 2 --min-iou 0.9 --junit gate.xml"
+    cmd = [sys.executable, "-m", "searchsvc.cli", *readme.split()[1:]]
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert [line.split()[:2] for line in ok.stdout.splitlines()][:2] == [
+        ["PASS", "size"], ["PASS", "size-prediction"]
+    ]  # fmt: skip
+    assert "<testcase" in (tmp_path / "gate.xml").read_text()
+
+    resource["model"]["weights_hash"] = "0" * 64  # a plan made for other weights is refused
+    resource["plan"]["model"]["weights_hash"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(resource))
+    other = subprocess.run(
+        [*cmd[:4], "--plan", "other.json", "--max-size-mb", "2"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert other.returncode == 2 and "made for weights 000000000000" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_gate_401_says_how_to_pass_a_token(
+    server: Server, api: httpx.Client, model_id: int
+) -> None:
+    r = api.post("/v1/plans", json=_body(model_id, 7, False))  # solved, not validated
+    assert r.status_code in (200, 201), r.text
+    remote = ("--plan-id", str(r.json()["id"]), "--server", server.base, "--max-size-mb", "2")
+    out = _cli("gate", *remote)  # it must ask for a validation: a write
+    assert out.returncode == 2 and "HTTP 401" in out.stderr, out.stderr
+    assert "--token" in out.stderr and "BITBUDGET_TOKEN" in out.stderr
