@@ -76,6 +76,11 @@ class Inventory:
     layers: list[LayerInfo]
     pairs: list[tuple[str, str]]
     graph: nx.DiGraph = field(repr=False)
+    # what a packed artifact stores besides the layers' weights and biases: every floating-point
+    # element of the state dict (parameters and persistent buffers, e.g. a positional encoding's
+    # matrix) and the bytes of its non-float tensors (stored as they are)
+    state_float_numel: int = 0
+    state_other_bytes: int = 0
 
     def by_name(self) -> dict[str, LayerInfo]:
         return {layer.name: layer for layer in self.layers}
@@ -87,6 +92,8 @@ class Inventory:
             "image_size": self.image_size,
             "random_weights": self.random_weights,
             "total_params": self.total_params,
+            "state_float_numel": self.state_float_numel,
+            "state_other_bytes": self.state_other_bytes,
             "layers": [
                 {k: v for k, v in asdict(x).items() if k in keep}
                 | {"weight_numel": x.weight_numel, "channels": x.channels, "ran": x.ran}
@@ -273,6 +280,17 @@ def _ordered(rec: _Recorder, attn: dict[str, nn.Module]) -> list[str]:
     return order
 
 
+def _state_sizes(model: nn.Module) -> tuple[int, int]:
+    """Floating-point elements of the state dict, and bytes of its other tensors."""
+    floats = other = 0
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            floats += tensor.numel()
+        else:
+            other += tensor.numel() * tensor.element_size()
+    return floats, other
+
+
 def build_inventory(loaded: LoadedModel) -> Inventory:
     """Run the model once with hooks and return its inventory."""
     rec = _Recorder(loaded.module)
@@ -282,6 +300,7 @@ def build_inventory(loaded: LoadedModel) -> Inventory:
         rec.remove()
     order = _ordered(rec, rec.attn)
     layers = [rec.infos[n] for n in order] + [i for n, i in rec.infos.items() if not i.ran]
+    floats, other = _state_sizes(loaded.module)
     return Inventory(
         model=loaded.spec.name,
         image_size=loaded.spec.size,
@@ -290,4 +309,6 @@ def build_inventory(loaded: LoadedModel) -> Inventory:
         layers=layers,
         pairs=list(zip(order, order[1:])),
         graph=_graph(rec, rec.attn),
+        state_float_numel=floats,
+        state_other_bytes=other,
     )

@@ -138,7 +138,7 @@ def check_plan_doc(plan: Any) -> Mapping[str, Any]:
 
 def priced_plan(inventory: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, Any]:
     """A plan document for ``choices`` priced as the solvers price it (``solvers.costs``)."""
-    from profiling.sensitivity.problem import layer_descs
+    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs
     from solvers.costs import cost_table
     from solvers.sizes import float_bytes
 
@@ -147,8 +147,7 @@ def priced_plan(inventory: Mapping[str, Any], choices: Mapping[str, str]) -> dic
     if unknown:
         raise BadInput(f"plan: {unknown[0]!r} is not a weight layer of this model")
     costs = cost_table([descs[n] for n in choices], sorted(set(choices.values())))
-    weights = sum(x["params"] for x in inventory["layers"] if x.get("weight_numel"))
-    memory = float(float_bytes(inventory["total_params"] - weights))
+    memory = float(fixed_memory_bytes(dict(inventory)))
     for name, desc in descs.items():
         if name in choices:
             memory += costs[name][choices[name]]["memory_bytes"]

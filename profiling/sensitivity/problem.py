@@ -12,7 +12,7 @@ from solvers.costs import LayerDesc, cost_table, load_hardware
 from solvers.objectives import mix_qsam2_problem, mix_qsam_problem, profiled_problem
 from solvers.sizes import float_bytes
 
-__all__ = ["problem_from_profile", "layer_descs", "pinned_candidate"]
+__all__ = ["problem_from_profile", "layer_descs", "pinned_candidate", "fixed_memory_bytes"]
 
 RESOURCES = ("memory_bytes", "latency_ms", "bops", "avg_bits")
 
@@ -31,6 +31,16 @@ def layer_descs(inventory: dict[str, Any]) -> dict[str, LayerDesc]:
                 macs=x["macs"],
             )
     return out
+
+
+def fixed_memory_bytes(inventory: dict[str, Any], float_dtype: str = "bfloat16") -> int:
+    """Stored bytes of everything outside the weight layers, as the packer stores it: the state
+    dict's other floating-point tensors (norms, embeddings, buffers) in ``float_dtype`` and its
+    non-float tensors as they are. Inventories made before buffers were counted
+    (no ``state_float_numel``) fall back to the parameters alone."""
+    weights = sum(int(x["params"]) for x in inventory["layers"] if x.get("weight_numel"))
+    floats = int(inventory.get("state_float_numel") or inventory["total_params"])
+    return float_bytes(floats - weights, float_dtype) + int(inventory.get("state_other_bytes", 0))
 
 
 def pinned_candidate(candidates: list[str]) -> str:
@@ -73,9 +83,8 @@ def problem_from_profile(
             raw["budget"][key] += sum(c[pin].get(key, 0.0) for c in pinned_costs.values())
     if pair_profile is not None and profile.metric not in ("mixqsam", "wais"):
         raw["pairs"] += _pairs(pair_profile, raw["layers"])
-    weights = sum(x["params"] for x in inventory["layers"] if x.get("weight_numel"))
     raw["fixed"] = {
-        "memory_bytes": float(float_bytes(inventory["total_params"] - weights)),
+        "memory_bytes": float(fixed_memory_bytes(inventory)),
         "bops": 0.0,
         "weight_bits": 0.0,
     } | ({"latency_ms": 0.0} if hw else {})

@@ -424,7 +424,7 @@ def plan_heatmap(plan: PlanRow, inventory: dict[str, Any]) -> list[dict[str, Any
 def size_breakdown(plan: PlanRow, inventory: dict[str, Any]) -> dict[str, Any]:
     """Stored bytes by component under the plan (the solver's size function), beside float."""
     from profiling.inventory import component_of
-    from profiling.sensitivity.problem import layer_descs
+    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs
     from solvers.costs import option_costs
     from solvers.sizes import float_bytes
 
@@ -440,8 +440,7 @@ def size_breakdown(plan: PlanRow, inventory: dict[str, Any]) -> dict[str, Any]:
         row["layers"] += 1
         row["bytes"] += option_costs(desc, choice)["memory_bytes"]
         row["float"] += float_bytes(desc.numel + desc.bias_numel)
-    weights = sum(int(x["params"]) for x in inventory["layers"] if x.get("weight_numel"))
-    rest = float(float_bytes(int(inventory["total_params"]) - weights))
+    rest = float(fixed_memory_bytes(inventory))
     ordered = sorted(rows, key=lambda c: _ORDER.index(c) if c in _ORDER else len(_ORDER))
     table: list[dict[str, Any]] = [
         {"component": _TITLES.get(c, c.replace("_", " ")), **rows[c], "ratio": _ratio(rows[c])}
