@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
 
 from profiling.errors import BadCheckpoint
+from profiling.models.registry import check_checkpoint_path
 
-__all__ = ["read_state_dict", "load_into", "state_dict_hash", "save_checkpoint"]
+__all__ = [
+    "read_state_dict",
+    "load_into",
+    "state_dict_hash",
+    "save_checkpoint",
+]
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful line of a load error (torch's weights-only message buries it)."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    first = text.splitlines()[0].strip() if text else ""
+    kind, module = type(exc).__name__, type(exc).__module__.lstrip("_")
+    label = kind if module == "builtins" else f"{module}.{kind}"
+    return f"{label}: {first[:200]}" if first else label
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint: ``{"model": state_dict}`` (SAM2) or a bare state dict (SAM)."""
+    """Read a checkpoint: ``{"model": state_dict}`` (SAM2) or a bare state dict (SAM).
+
+    Any failure to read the file is a ``BadCheckpoint``: torch's weights-only unpickler raises
+    whatever the bytes lead it to (``UnpicklingError``, ``KeyError``, ``IndexError``,
+    ``struct.error``, ...), and a file of random bytes must give one line, not a traceback."""
+    check_checkpoint_path(str(path))
     path = Path(path)
     if not path.is_file():
         raise BadCheckpoint(f"checkpoint {str(path)!r} does not exist or is not a file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 105": not for users
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every way a foreign file can fail to load
         raise BadCheckpoint(
             f"checkpoint {path.name!r} cannot be read as plain tensors (weights_only=True): "
-            f"{first[:200]}"
+            f"{_reason(exc)}"
         ) from None
     state = obj.get("model", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not state:

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from profiling.errors import BadInput, UnknownModel
 
-__all__ = ["ModelSpec", "FamilyInfo", "REGISTRY", "get_spec", "list_specs"]
+__all__ = [
+    "ModelSpec",
+    "FamilyInfo",
+    "REGISTRY",
+    "get_spec",
+    "list_specs",
+    "check_checkpoint_path",
+    "MAX_SEED",
+    "NAME_MAX",
+    "PATH_MAX",
+]
+
+MAX_SEED = 2**31 - 1  # seeds are stored as 32-bit integers
+NAME_MAX = 255  # bytes in one part of a path (Linux' NAME_MAX)
+PATH_MAX = 4096  # bytes in a whole path (Linux' PATH_MAX)
+
+
+def check_checkpoint_path(path: str) -> None:
+    """Refuse a checkpoint path no file system can hold (a NUL byte, a name part over 255 bytes,
+    over 4,096 bytes in all) with one line naming the field, before anything opens it."""
+    if "\x00" in path:
+        raise BadInput("checkpoint: the path contains a NUL byte")
+    raw = os.fsencode(path)
+    if len(raw) > PATH_MAX:
+        raise BadInput(f"checkpoint: the path is {len(raw)} bytes long (at most {PATH_MAX})")
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX:
+        raise BadInput(
+            f"checkpoint: a name in the path is {longest} bytes long (at most {NAME_MAX})"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         info = get_spec(self.name)
+        if isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise BadInput(f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+        if self.checkpoint is not None:
+            check_checkpoint_path(self.checkpoint)
         if self.image_size is None:
             object.__setattr__(self, "image_size", info.default_image_size)
         if self.image_size not in info.image_sizes:

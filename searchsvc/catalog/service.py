@@ -35,6 +35,9 @@ def checked_checkpoint(settings: Settings, checkpoint: str | None) -> str | None
     """The resolved checkpoint path, refused unless it lies in an allowed folder."""
     if checkpoint is None:
         return None
+    from profiling.models.registry import check_checkpoint_path
+
+    check_checkpoint_path(checkpoint)  # NUL bytes, over-long names: no file system call
     if not settings.checkpoint_dirs:
         raise Forbidden(
             "checkpoints are disabled on this server: set BITBUDGET_CHECKPOINT_DIRS to the "

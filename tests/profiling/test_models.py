@@ -9,7 +9,7 @@ import torch
 from profiling.errors import BadCheckpoint, BadInput, UnknownModel
 from profiling.models import REGISTRY, ModelSpec, build_model
 from profiling.models.adapter import Prompts, TaskAdapter
-from profiling.models.checkpoint import save_checkpoint
+from profiling.models.checkpoint import read_state_dict, save_checkpoint
 
 FULL_PARAMS = {
     "sam2.1-hiera-tiny": 38_962_498,
@@ -109,6 +109,44 @@ def test_bad_checkpoints(tmp_path) -> None:
         build_model(ModelSpec("sam-micro", checkpoint=str(tmp_path / "junk.pt")))
     with pytest.raises(BadCheckpoint, match="does not exist"):
         build_model(ModelSpec("sam-micro", checkpoint=str(tmp_path / "none.pt")))
+
+
+# bytes on which torch's weights-only unpickler raises something other than UnpicklingError
+# (found by feeding it random bytes): each must still be one BadCheckpoint
+ODD_BYTES = {
+    "KeyError": "80026851",
+    "IndexError": "8002870a44c657e11bc02ccfab77e914f53489fbc9f2875c75ba519a49e92323f4c9d1",
+    "struct.error": "477ea64d2c36ffac",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_BYTES))
+def test_random_bytes_are_a_bad_checkpoint(kind: str, tmp_path) -> None:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(bytes.fromhex(ODD_BYTES[kind]))
+    with pytest.raises(BadCheckpoint, match=f"cannot be read as plain tensors.*{kind}"):
+        read_state_dict(path)
+
+
+@pytest.mark.parametrize(
+    "checkpoint, needle",
+    [
+        ("a\x00b.pt", "NUL byte"),
+        ("/tmp/" + "n" * 256 + ".pt", "a name in the path is 259 bytes"),
+        ("/tmp/" + "d/" * 2100 + "x.pt", "at most 4096"),
+    ],
+)
+def test_impossible_checkpoint_paths_are_refused_by_name(checkpoint: str, needle: str) -> None:
+    with pytest.raises(BadInput, match=f"checkpoint: .*{needle}"):
+        ModelSpec("sam-micro", checkpoint=checkpoint)
+    with pytest.raises(BadInput, match=needle):
+        read_state_dict(checkpoint)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**63])
+def test_seed_outside_the_stored_range_is_refused(seed: int) -> None:
+    with pytest.raises(BadInput, match="seed: must be an integer from 0 to 2147483647"):
+        ModelSpec("sam-micro", seed=seed)
 
 
 def test_unknown_model_lists_known_ones() -> None:

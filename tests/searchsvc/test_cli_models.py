@@ -53,6 +53,16 @@ def test_bad_input_is_one_line_no_traceback(args, needle) -> None:
     assert needle in out.stderr and "Traceback" not in out.stderr + out.stdout
 
 
+def test_garbage_checkpoint_is_one_line_and_exit_2(tmp_path) -> None:
+    """Bytes on which torch's weights-only unpickler raises KeyError (not UnpicklingError)."""
+    (tmp_path / "garbage.pt").write_bytes(bytes.fromhex("80026851"))
+    out = _cli("inventory", "sam2-micro", "--checkpoint", str(tmp_path / "garbage.pt"))
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "cannot be read" in out.stderr
+    seed = _cli("inventory", "sam2-micro", "--seed", str(2**40))
+    assert seed.returncode == 2 and "seed: must be" in seed.stderr
+
+
 def test_mismatched_checkpoint_is_one_line(tmp_path) -> None:
     save_checkpoint(build_model(ModelSpec("sam-micro")).module, tmp_path / "sam.pt")
     out = _cli("inventory", "sam2-micro", "--checkpoint", str(tmp_path / "sam.pt"))
