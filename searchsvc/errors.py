@@ -21,8 +21,13 @@ __all__ = [
     "Forbidden",
     "InfeasibleBudget",
     "Unavailable",
+    "TooLarge",
+    "RETRY_AFTER_S",
+    "as_unavailable",
     "error_body",
 ]
+
+RETRY_AFTER_S = 5  # what a 503 tells clients to wait (``Retry-After``) before trying again
 
 
 class NotFound(BitbudgetError):
@@ -60,9 +65,32 @@ class InfeasibleBudget(BitbudgetError):
 
 
 class Unavailable(BitbudgetError):
-    """A dependency (database, broker) is down."""
+    """A dependency (database, broker, solver process) is down: try again in ``retry_after`` s."""
 
     http_status = 503
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_S) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooLarge(BitbudgetError):
+    """A request body over the configured limit (``BITBUDGET_MAX_BODY_BYTES``)."""
+
+    http_status = 413
+
+
+def as_unavailable(exc: BaseException) -> Unavailable | None:
+    """The 503 for a database that cannot be reached (stopped, restarting, out of connections,
+    SQLite locked past its timeout); None for any other error."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
+        return Unavailable(
+            f"the database is unavailable ({type(exc).__name__}); "
+            f"try again in {RETRY_AFTER_S} s (/healthz says when it is back)"
+        )
+    return None
 
 
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
