@@ -11,9 +11,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from searchsvc.errors import BitbudgetError, InfeasibleBudget, Unauthorized, error_body
+from searchsvc.body_limit import BodyLimit, BodyTooLarge
+from searchsvc.errors import (
+    BitbudgetError,
+    InfeasibleBudget,
+    Unauthorized,
+    Unavailable,
+    as_unavailable,
+    error_body,
+)
+from searchsvc.openapi import install_openapi
 from searchsvc.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -68,9 +79,17 @@ async def _bitbudget_error(request: Request, exc: Exception) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, InfeasibleBudget):
         extra["least"] = exc.least
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     body = error_body(type(exc).__name__, str(exc), **extra)
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+    return JSONResponse(body, status_code=exc.http_status, headers=error_headers(exc))
+
+
+def error_headers(exc: BitbudgetError) -> dict[str, str] | None:
+    """What a client needs beside the message: the auth scheme of a 401, when to retry a 503."""
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, Unavailable):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -82,10 +101,27 @@ def _text(error: Any) -> str:
     return str(error.get("msg", "")).removeprefix("Value error, ")
 
 
+_OUT_OF_RANGE = ("greater_than_equal", "less_than_equal")
+
+
+def _impossible_ids(errors: list[Any]) -> list[str]:
+    """Path ids that are integers no row can have (outside 1 .. 2^31 - 1): a 404, not a 422."""
+    if not errors or any(e.get("loc", ("",))[0] != "path" for e in errors):
+        return []
+    if any(e.get("type") not in _OUT_OF_RANGE for e in errors):
+        return []
+    return [f"{_location(tuple(e['loc']))} {e.get('input')}" for e in errors]
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """Malformed JSON is a 400; a well-formed body that breaks the schema is a 422."""
+    """Malformed JSON is a 400; a well-formed body that breaks the schema is a 422; a path id
+    no row can have is a 404."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    impossible = _impossible_ids(errors)
+    if impossible:
+        message = f"no such resource: {', '.join(impossible)} (ids run from 1 to 2147483647)"
+        return JSONResponse(error_body("NotFound", message), status_code=404)
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = errors[0].get("ctx", {}).get("error", "")
         message = f"request body is not valid JSON ({detail})".replace(" ()", "")
@@ -100,12 +136,48 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
-    return JSONResponse(error_body("HTTPError", message), status_code=exc.status_code)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allowed = ", ".join(_allowed_methods(request))
+        message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        headers = {**(headers or {}), "Allow": allowed}
+    body = error_body("HTTPError", message)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (Starlette's 405 names only the methods of
+    the first route that matched the path, e.g. POST but not GET on /v1/models)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+
+
+async def _too_large(request: Request, exc: Exception) -> JSONResponse:
+    """A body that grew past the limit while it was read (a declared one never gets here)."""
+    assert isinstance(exc, BodyTooLarge)
+    return JSONResponse(error_body("TooLarge", str(exc.detail)), status_code=413)
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    """A database that cannot be reached is a 503 with ``Retry-After``; any other database error
+    is a bug (``_unexpected``)."""
+    unavailable = as_unavailable(exc)
+    if unavailable is None:
+        return await _unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return await _bitbudget_error(request, unavailable)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """A bug: logged with its traceback; the client gets JSON, not HTML."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     message = f"internal error ({type(exc).__name__}); the server log has the details"
     return JSONResponse(error_body("InternalError", message), status_code=500)
 
@@ -148,5 +220,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BitbudgetError, _bitbudget_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_openapi(app)
     return app

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from searchsvc.db.session import get_engine
 from searchsvc.deps import SettingsDep
-from searchsvc.errors import error_body
+from searchsvc.errors import RETRY_AFTER_S, error_body
 from searchsvc.settings import Settings
 
 router = APIRouter(tags=["health"])
@@ -51,4 +51,4 @@ def healthz(settings: SettingsDep) -> Any:
         return {"status": "ok", **checks}
     failing = "; ".join(f"{k}: {v}" for k, v in checks.items() if v not in ("ok", "embedded"))
     body = error_body("Unavailable", f"unhealthy: {failing}") | {"status": "unhealthy", **checks}
-    return JSONResponse(body, status_code=503)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})

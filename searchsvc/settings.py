@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes the API solves in (0: its own threads; default: cores - 1)",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=1 << 30,
+        description="largest request body accepted (413 beyond, before reading it)",
+    )
     default_metric: str = "fisher_kl"
     default_images: int = Field(default=8, ge=1, le=1024)
     default_candidates: Annotated[list[str], NoDecode] = Field(

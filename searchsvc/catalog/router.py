@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
+from searchsvc.bounds import IdPath, Limit, Offset
 from searchsvc.catalog import service
 from searchsvc.catalog.repository import page
 from searchsvc.catalog.schemas import ModelCreate, ModelOut, ModelPage, ModelSpecOut
-from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
+from searchsvc.deps import GuardedRoute, ReadSessionDep, SessionDep, SettingsDep, WriterDep
+from searchsvc.openapi import errors
 from searchsvc.responses import json_response
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=GuardedRoute)
 specs_router = APIRouter(prefix="/v1/model-specs", tags=["models"])
 
 
@@ -32,7 +34,15 @@ async def list_model_specs() -> list[ModelSpecOut]:
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelOut,
+    responses={
+        200: {"model": ModelOut, "description": "registered before"},
+        **errors(403, t403="a checkpoint outside BITBUDGET_CHECKPOINT_DIRS"),
+    },
+)
 def register_model(
     body: ModelCreate,
     read: ReadSessionDep,
@@ -63,8 +73,8 @@ def register_model(
 @router.get("", response_model=ModelPage)
 def list_models(
     session: ReadSessionDep,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> ModelPage:
     """Registered models, oldest first."""
     rows, total = page(session, limit, offset)
@@ -73,6 +83,6 @@ def list_models(
 
 
 @router.get("/{model_id}", response_model=ModelOut)
-def get_model(model_id: int, session: ReadSessionDep) -> ModelOut:
+def get_model(model_id: IdPath, session: ReadSessionDep) -> ModelOut:
     """One model with its inventory summary (per-component counts, parameters, MACs)."""
     return ModelOut.model_validate(service.get_model(session, model_id=model_id))

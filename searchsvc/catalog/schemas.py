@@ -7,18 +7,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from searchsvc.bounds import MAX_CHECKPOINT_CHARS, MAX_SEED, Name
+
 __all__ = ["ModelCreate", "ModelOut", "ModelPage", "ModelSpecOut"]
 
 
 class ModelCreate(BaseModel):
     """Register a model spec (see ``bitbudget models`` for the names)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(..., min_length=1, max_length=64, examples=["sam2.1-hiera-tiny"])
-    image_size: int | None = Field(None, gt=0, examples=[512])
-    checkpoint: str | None = Field(None, description="path under BITBUDGET_CHECKPOINT_DIRS")
-    seed: int = Field(0, ge=0, description="seed of the random weights (no checkpoint)")
+    name: Name = Field(..., examples=["sam2.1-hiera-tiny"])
+    image_size: int | None = Field(None, gt=0, le=4096, examples=[512])
+    checkpoint: str | None = Field(
+        None,
+        max_length=MAX_CHECKPOINT_CHARS,
+        pattern=r"^[^\x00]+$",
+        description="path under BITBUDGET_CHECKPOINT_DIRS",
+    )
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seed of the random weights (no checkpoint)"
+    )
 
 
 class ModelOut(BaseModel):

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from searchsvc.bounds import MAX_ID
 from searchsvc.cli.common import (
     console,
     fail,
@@ -145,6 +146,8 @@ def refine_cmd(
     """Refine PLAN.json (or --plan-id ID) with Q-SAM2 Learnable Statistical Clipping."""
     if (plan is None) == (plan_id is None):
         fail("give exactly one of PLAN.json or --plan-id ID")
+    if plan_id is not None and not 1 <= plan_id <= MAX_ID:
+        fail(f"--plan-id: plan {plan_id} does not exist (ids run from 1 to {MAX_ID})")
     if steps < 1:
         fail(f"--steps: expected a positive integer, got {steps}")
     if lr is not None and not 0 < lr <= 1:

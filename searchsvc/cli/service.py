@@ -212,23 +212,25 @@ def plan_cmd(
     """Profile MODEL if needed, solve the budget and print the plan (same DB as the API)."""
     from pydantic import ValidationError
 
-    from searchsvc.plans.schemas import Budget, PlanCreate
+    from searchsvc.plans.schemas import PlanCreate
 
-    try:
-        budget = Budget(
-            memory_mb=memory_mb,
-            latency_ms=latency_ms,
-            hardware=hardware,
-            bops_g=bops_g,
-            avg_bits=avg_bits,
-        )
-    except ValidationError as exc:
-        fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
     wanted = [c.strip() for c in candidates.split(",")] if candidates else None
-    fields = {"model_id": 1, "budget": budget, "method": method, "solver": solver}
-    body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
+    limits: dict[str, Any] = {"memory_mb": memory_mb, "latency_ms": latency_ms}
+    limits |= {"bops_g": bops_g, "avg_bits": avg_bits, "hardware": hardware}
+    fields = {"model_id": 1, "budget": limits, "method": method, "solver": solver}
+    try:
+        body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
+    except ValidationError as exc:  # one line naming each field (--memory-mb 1e308: memory_mb)
+        fail("; ".join(_field_error(e) for e in exc.errors()))
     with user_errors():
         _plan(model, image_size, body, as_json)
+
+
+def _field_error(error: Any) -> str:
+    """``budget.memory_mb: Input should be ...`` (the CLI option is the field's name)."""
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "budget")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _plan(name: str, image_size: int | None, body: Any, as_json: bool) -> None:

@@ -20,9 +20,10 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from searchsvc.bounds import IdPath, IdQuery
 from searchsvc.dashboard import queries, views
 from searchsvc.deps import ReadSessionDep, SettingsDep
-from searchsvc.errors import BadInput, BitbudgetError, NotFound
+from searchsvc.errors import BadInput, BitbudgetError, NotFound, Unavailable, as_unavailable
 
 __all__ = ["router", "install", "templates", "STATIC_DIR", "TEMPLATE_DIR"]
 
@@ -80,10 +81,27 @@ def _budget(budget: dict[str, Any] | None) -> str:
 templates.env.filters.update(num=_num, mb=_mb, ago=_ago, budget=_budget)
 
 
-def _error_page(request: Request, status: int, message: str) -> Response:
-    titles = {400: "Bad request", 404: "Not found", 409: "Conflict", 422: "Invalid request"}
-    context = {"status": status, "title": titles.get(status, "Error"), "message": message}
-    return templates.TemplateResponse(request, "error.html", context, status_code=status)
+_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    409: "Conflict",
+    422: "Invalid request",
+    503: "Unavailable",
+}
+
+
+def _error_page(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    context = {"status": status, "title": _TITLES.get(status, "Error"), "message": message}
+    return templates.TemplateResponse(
+        request, "error.html", context, status_code=status, headers=headers
+    )
+
+
+def _bitbudget_page(request: Request, exc: BitbudgetError) -> Response:
+    retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+    return _error_page(request, exc.http_status, str(exc), retry)
 
 
 class _HtmlErrors(APIRoute):
@@ -96,7 +114,7 @@ class _HtmlErrors(APIRoute):
             try:
                 return await original(request)
             except BitbudgetError as exc:
-                return _error_page(request, exc.http_status, str(exc))
+                return _bitbudget_page(request, exc)
             except RequestValidationError as exc:
                 text = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
@@ -105,6 +123,9 @@ class _HtmlErrors(APIRoute):
                 path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
                 return _error_page(request, 404 if path else 422, text)
             except Exception as exc:
+                unavailable = as_unavailable(exc)  # the database is down: 503, not a bug
+                if unavailable is not None:
+                    return _bitbudget_page(request, unavailable)
                 log.exception("dashboard error on %s", request.url.path)
                 message = f"internal error ({type(exc).__name__}); the server log has the details"
                 return _error_page(request, 500, message)
@@ -147,10 +168,10 @@ def _pick_profile(profiles: list[Any], wanted: int | None) -> tuple[Any | None, 
 @router.get("/models/{model_id}", name="dashboard_model")
 def model_page(
     request: Request,
-    model_id: int,
+    model_id: IdPath,
     session: ReadSessionDep,
     settings: SettingsDep,
-    profile: int | None = Query(None, ge=1),
+    profile: IdQuery = None,
     resource: str = Query("memory_bytes"),
     hardware: str | None = Query(None),
     y: str = Query("loss"),
@@ -249,7 +270,7 @@ def model_page(
 
 
 @router.get("/plans/{plan_id}", name="dashboard_plan")
-def plan_page(request: Request, plan_id: int, session: ReadSessionDep) -> Response:
+def plan_page(request: Request, plan_id: IdPath, session: ReadSessionDep) -> Response:
     """The heatmap, size breakdown, validation and live job progress of one plan."""
     from searchsvc.catalog import repository as catalog
     from searchsvc.jobs import repository as jobs

@@ -15,11 +15,13 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from searchsvc.bounds import MAX_CANDIDATES, MAX_NAME_CHARS, IdPath
 from searchsvc.catalog.service import get_model
 from searchsvc.db.session import session_scope
 from searchsvc.db.tables import ModelRow, ProfileRow
-from searchsvc.deps import SessionDep, SettingsDep, WriterDep
+from searchsvc.deps import GuardedRoute, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
+from searchsvc.openapi import errors
 from searchsvc.pareto import service
 from searchsvc.pareto.schemas import ParetoAccepted, ParetoCreate, ParetoOut
 from searchsvc.plans.service import solve_outcome_of
@@ -27,7 +29,7 @@ from searchsvc.profiles.service import find_profile, profile_request
 from searchsvc.responses import json_response
 from searchsvc.settings import Settings
 
-router = APIRouter(tags=["pareto"])
+router = APIRouter(tags=["pareto"], route_class=GuardedRoute)
 PATH = "/v1/models/{model_id}/pareto"
 
 
@@ -79,15 +81,23 @@ def _read(
         return future, {"origin": origin, "extra": extra}
 
 
-@router.get(PATH, response_model=ParetoOut)
+@router.get(
+    PATH, response_model=ParetoOut, responses=errors(409, t409="the profile is not ready yet")
+)
 async def get_pareto(
-    model_id: int,
+    model_id: IdPath,
     settings: SettingsDep,
-    resource: str = Query("memory_bytes", description="memory_bytes, latency_ms or bops"),
-    hardware: str | None = Query(None, description="hardware profile (latency_ms needs one)"),
-    method: str | None = Query(None, description="profile metric"),
+    resource: str = Query(
+        "memory_bytes", max_length=MAX_NAME_CHARS, description="memory_bytes, latency_ms or bops"
+    ),
+    hardware: str | None = Query(
+        None, max_length=MAX_NAME_CHARS, description="hardware profile (latency_ms needs one)"
+    ),
+    method: str | None = Query(None, max_length=MAX_NAME_CHARS, description="profile metric"),
     images: int | None = Query(None, ge=1, le=1024),
-    candidates: str | None = Query(None, description="comma-separated candidate ids"),
+    candidates: str | None = Query(
+        None, max_length=MAX_CANDIDATES * 8, description="comma-separated candidate ids"
+    ),
 ) -> JSONResponse:
     """The exact front when one was built (``exact: true``), else the fast path: the Lagrangian
     sweep with each point's proven bound (``exact: false``). 409 while the profile is not ready."""
@@ -109,10 +119,13 @@ async def get_pareto(
     PATH,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ParetoAccepted,
-    responses={200: {"model": ParetoOut, "description": "the exact front was built before"}},
+    responses={
+        200: {"model": ParetoOut, "description": "the exact front was built before"},
+        **errors(409),
+    },
 )
 def build_pareto(
-    model_id: int, body: ParetoCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
+    model_id: IdPath, body: ParetoCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
 ) -> JSONResponse:
     """202 with the ``pareto.build`` job of the exact front (after a profile job when needed; a
     running one is returned, not doubled); 200 with the front when it was built before."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from searchsvc.bounds import Candidates, Name
 from searchsvc.jobs.schemas import JobOut
 from solvers.pareto import PARETO_FORMAT
 
@@ -41,13 +42,13 @@ class ParetoOut(BaseModel):
 class ParetoCreate(BaseModel):
     """Ask for the exact front (a job): profiles the model first when needed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    resource: str = Field("memory_bytes", description="memory_bytes, latency_ms or bops")
-    hardware: str | None = Field(None, description="hardware profile (latency_ms needs one)")
-    method: str | None = Field(None, description="profile metric (default fisher_kl)")
+    resource: Name = Field("memory_bytes", description="memory_bytes, latency_ms or bops")
+    hardware: Name | None = Field(None, description="hardware profile (latency_ms needs one)")
+    method: Name | None = Field(None, description="profile metric (default fisher_kl)")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
-    candidates: list[str] | None = Field(None, min_length=1, description="profile candidates")
+    candidates: Candidates | None = Field(None, description="profile candidates")
 
 
 class ParetoAccepted(BaseModel):

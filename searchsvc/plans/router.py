@@ -7,14 +7,16 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from searchsvc.bounds import IdPath, IdQuery, Limit, Offset
 from searchsvc.catalog.service import get_model
 from searchsvc.db.session import get_engine, session_scope
-from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
+from searchsvc.deps import GuardedRoute, ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
+from searchsvc.openapi import errors
 from searchsvc.plans import plan_cache, refine, service
 from searchsvc.plans.schemas import (
     PlanAccepted,
@@ -27,7 +29,7 @@ from searchsvc.plans.schemas import (
 from searchsvc.responses import json_bytes_response, json_response
 from searchsvc.settings import Settings
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"])
+router = APIRouter(prefix="/v1/plans", tags=["plans"], route_class=GuardedRoute)
 WARM_CONNECTIONS = 16  # PostgreSQL connections opened at start-up (the pool keeps up to 40)
 
 
@@ -75,7 +77,7 @@ def _stored(settings: Settings, draft: service.PlanDraft) -> tuple[Response, boo
     responses={
         200: {"model": PlanOut, "description": "the same request was solved before"},
         202: {"model": PlanAccepted, "description": "profiling first; follow the job"},
-        422: {"description": "the budget cannot be met (with the least achievable values)"},
+        **errors(422, t422="the budget cannot be met (`least`: the least achievable values)"),
     },
 )
 async def create_plan(body: PlanCreate, settings: SettingsDep, _: WriterDep) -> Response:
@@ -219,7 +221,7 @@ async def _build_once(settings: Settings, plan_id: int) -> tuple[bytes, str]:
     response_model=PlanOut,
     responses={304: {"description": "not modified (the `If-None-Match` ETag is current)"}},
 )
-async def get_plan(plan_id: int, request: Request) -> Response:
+async def get_plan(plan_id: IdPath, request: Request) -> Response:
     """One plan with its ``bitbudget.plan/v1`` document and its newest validation.
 
     A plan unchanged since it was last served is answered from the cache after one fingerprint
@@ -249,11 +251,11 @@ async def get_plan(plan_id: int, request: Request) -> Response:
     response_model=RefineAccepted,
     responses={
         200: {"model": RefineAccepted, "description": "refined before with these settings"},
-        409: {"description": "the plan is not solved"},
+        **errors(409, t409="the plan is not solved"),
     },
 )
 def refine_plan(
-    plan_id: int, body: RefineCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
+    plan_id: IdPath, body: RefineCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
 ) -> JSONResponse:
     """202 with the job that LSC-refines the plan (the same one while it runs); 200 once done."""
     row, job = refine.request_refinement(
@@ -278,9 +280,9 @@ def refine_plan(
 @router.get("", response_model=PlanPage)
 def list_plans(
     session: ReadSessionDep,
-    model_id: int | None = Query(None, ge=1),
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    model_id: IdQuery = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> PlanPage:
     """Plans, newest first, optionally of one model."""
     rows, total = service.list_plans(session, model_id=model_id, limit=limit, offset=offset)

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
+from searchsvc.bounds import MAX_BOPS_G, MAX_ID, MAX_LATENCY_MS, MAX_MEMORY_MB, Candidates, Name
 from searchsvc.jobs.schemas import JobOut
 from searchsvc.validation.schemas import ValidationRequest
 
@@ -26,16 +28,38 @@ MB = 1_000_000  # memory_mb is in megabytes of 10^6 bytes
 GIGA = 1_000_000_000  # bops_g is in 10^9 bit operations
 
 
+def _a_number(field: str) -> JsonDict:
+    return {"properties": {field: {"type": "number"}}, "required": [field]}
+
+
+_LIMITS = ("memory_mb", "latency_ms", "bops_g", "avg_bits")
+# the rules the validator below enforces, in the schema too: at least one limit that is a number,
+# and a hardware profile with a latency limit
+_BUDGET_SCHEMA: JsonDict = {
+    "anyOf": [_a_number(f) for f in _LIMITS],
+    "if": _a_number("latency_ms"),
+    "then": {"properties": {"hardware": {"type": "string"}}, "required": ["hardware"]},
+}
+
+
 class Budget(BaseModel):
     """At least one limit; ``latency_ms`` needs a ``hardware`` profile (solvers/hardware)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_BUDGET_SCHEMA)
 
-    memory_mb: float | None = Field(None, gt=0, description="stored size, MB (10^6 bytes)")
-    latency_ms: float | None = Field(None, gt=0, description="roofline latency on `hardware`")
-    hardware: str | None = Field(None, examples=["nvidia_t4"])
-    bops_g: float | None = Field(None, gt=0, description="bit operations, 10^9")
-    avg_bits: float | None = Field(None, ge=1, le=16, description="mean weight bits")
+    memory_mb: float | None = Field(
+        None, gt=0, le=MAX_MEMORY_MB, allow_inf_nan=False, description="stored size, MB (10^6 B)"
+    )
+    latency_ms: float | None = Field(
+        None, gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False, description="latency on `hardware`"
+    )
+    hardware: Name | None = Field(None, examples=["nvidia_t4"])
+    bops_g: float | None = Field(
+        None, gt=0, le=MAX_BOPS_G, allow_inf_nan=False, description="bit operations, 10^9"
+    )
+    avg_bits: float | None = Field(
+        None, ge=1, le=16, allow_inf_nan=False, description="mean weight bits"
+    )
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:
@@ -62,16 +86,16 @@ class Budget(BaseModel):
 class PlanCreate(BaseModel):
     """Ask for a plan: a registered model, a budget, and optionally method / solver."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
-    model_id: int = Field(..., ge=1)
+    model_id: int = Field(..., ge=1, le=MAX_ID)
     budget: Budget
-    method: str | None = Field(None, description="the profile metric (default fisher_kl)")
-    solver: str | None = Field(None, description="cpsat, milp, dp, lagrangian or greedy")
+    method: Name | None = Field(None, description="the profile metric (default fisher_kl)")
+    solver: Name | None = Field(None, description="cpsat, milp, dp, lagrangian or greedy")
     validate_plan: bool | ValidationRequest = Field(
         False, alias="validate", description='validate against FP; {"video": true} adds J&F'
     )
-    candidates: list[str] | None = Field(None, min_length=1, description="profile candidates")
+    candidates: Candidates | None = Field(None, description="profile candidates")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
 
     def validation_request(self) -> dict[str, Any] | None:
@@ -133,10 +157,12 @@ class PlanPage(BaseModel):
 class RefineCreate(BaseModel):
     """Refine a solved plan with Q-SAM2 LSC (learned clipping factors, momentum update)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     steps: int = Field(..., ge=1, le=10_000, description="LSC steps (one image per step)")
-    lr: float | None = Field(None, gt=0, le=1, description="learning rate of the factors")
+    lr: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False, description="learning rate of the factors"
+    )
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
 
 

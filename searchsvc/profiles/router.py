@@ -5,23 +5,25 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
+from searchsvc.bounds import IdPath
 from searchsvc.catalog.service import get_model
-from searchsvc.deps import ReadSessionDep, SessionDep, SettingsDep, WriterDep
+from searchsvc.deps import GuardedRoute, ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
 from searchsvc.profiles import service
 from searchsvc.profiles.schemas import ProfileAccepted, ProfileCreate, ProfileOut
 from searchsvc.responses import json_response
 
-router = APIRouter(tags=["profiles"])
+router = APIRouter(tags=["profiles"], route_class=GuardedRoute)
 
 
 @router.post(
     "/v1/models/{model_id}/profiles",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ProfileAccepted,
+    responses={200: {"model": ProfileAccepted, "description": "the profile exists (no job)"}},
 )
 def request_profile(
-    model_id: int,
+    model_id: IdPath,
     body: ProfileCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -42,6 +44,6 @@ def request_profile(
 
 
 @router.get("/v1/profiles/{profile_id}", response_model=ProfileOut)
-def get_profile(profile_id: int, session: ReadSessionDep) -> ProfileOut:
+def get_profile(profile_id: IdPath, session: ReadSessionDep) -> ProfileOut:
     """A profile: status, the profiler's counters and, once ready, per-layer scores."""
     return service.profile_out(service.get_profile(session, profile_id=profile_id))

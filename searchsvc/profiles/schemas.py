@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from searchsvc.bounds import Candidates, Name
 from searchsvc.jobs.schemas import JobOut
 
 __all__ = ["ProfileCreate", "ProfileOut", "ProfileAccepted"]
@@ -15,10 +16,10 @@ __all__ = ["ProfileCreate", "ProfileOut", "ProfileAccepted"]
 class ProfileCreate(BaseModel):
     """What to profile; omitted fields take the server defaults (BITBUDGET_DEFAULT_*)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    metric: str | None = Field(None, examples=["fisher_kl"])
-    candidates: list[str] | None = Field(None, min_length=1, examples=[["w8a8", "w4a8", "w4a16"]])
+    metric: Name | None = Field(None, examples=["fisher_kl"])
+    candidates: Candidates | None = None
     images: int | None = Field(None, ge=1, le=1024, examples=[8])
 
 

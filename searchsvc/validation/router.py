@@ -7,9 +7,11 @@ from typing import Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 
-from searchsvc.deps import SessionDep, SettingsDep, WriterDep
+from searchsvc.bounds import IdPath
+from searchsvc.deps import GuardedRoute, SessionDep, SettingsDep, WriterDep
 from searchsvc.errors import NotFound
 from searchsvc.jobs.service import is_active, job_out
+from searchsvc.openapi import errors
 from searchsvc.validation import repository, service
 from searchsvc.validation.gate import Check, junit_xml
 from searchsvc.validation.schemas import (
@@ -20,17 +22,20 @@ from searchsvc.validation.schemas import (
     ValidationRequest,
 )
 
-router = APIRouter(tags=["validation"])
+router = APIRouter(tags=["validation"], route_class=GuardedRoute)
 
 
 @router.post(
     "/v1/plans/{plan_id}/validate",
     response_model=ValidationAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": ValidationAccepted, "description": "validated before"}},
+    responses={
+        200: {"model": ValidationAccepted, "description": "validated before"},
+        **errors(409, t409="the plan is not solved, or is being validated"),
+    },
 )
 def validate_plan(
-    plan_id: int,
+    plan_id: IdPath,
     session: SessionDep,
     settings: SettingsDep,
     _: WriterDep,
@@ -56,7 +61,7 @@ def validate_plan(
 
 
 @router.get("/v1/plans/{plan_id}/validation", response_model=ValidationOut)
-def get_validation(plan_id: int, session: SessionDep) -> ValidationOut:
+def get_validation(plan_id: IdPath, session: SessionDep) -> ValidationOut:
     """The newest validation of a plan."""
     row = repository.latest_for_plan(session, plan_id)
     if row is None:
@@ -69,7 +74,7 @@ def get_validation(plan_id: int, session: SessionDep) -> ValidationOut:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_artifact(plan_id: int, session: SessionDep) -> FileResponse:
+def download_artifact(plan_id: IdPath, session: SessionDep) -> FileResponse:
     """The packed safetensors file of a validated plan."""
     path, art = service.artifact_file(session, plan_id=plan_id)
     headers = {"X-Bitbudget-Sha256": art.sha256 or ""}
@@ -84,7 +89,17 @@ def download_artifact(plan_id: int, session: SessionDep) -> FileResponse:
     )
 
 
-@router.post("/v1/gate", response_model=GateOut)
+@router.post(
+    "/v1/gate",
+    response_model=GateOut,
+    responses={
+        200: {
+            "description": "every check and whether all passed (a failing gate is still a 200)",
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+        },
+        **errors(409, t409="the plan is still being validated"),
+    },
+)
 def gate(
     body: GateRequest,
     session: SessionDep,

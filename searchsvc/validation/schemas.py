@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
+from searchsvc.bounds import MAX_ID, MAX_MEMORY_MB, MAX_SEED, Name
 from searchsvc.jobs.schemas import JobOut
 
 __all__ = [
@@ -32,13 +34,13 @@ class ValidationRequest(BaseModel):
     else FIFO).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     video: bool = Field(False, description="also measure video fidelity (J&F), SAM2 only")
     clips: int = Field(2, ge=1, le=8, description="synthetic clips")
     frames: int = Field(6, ge=2, le=32, description="frames per clip")
-    seed: int = Field(0, ge=0)
-    policy: str | dict[str, Any] | None = Field(
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    policy: Name | dict[str, Any] | None = Field(
         None, description="memory policy: fifo | sis | mutual_kv, or {name, params}"
     )
     prompt: str = Field("box", pattern="^(box|point|mask)$")
@@ -92,16 +94,31 @@ class ValidationAccepted(BaseModel):
     job: JobOut | None
 
 
+# exactly one of plan_id (an integer) and validation (an object), as the validator below says
+_ONE_SOURCE: JsonDict = {
+    "oneOf": [
+        {"properties": {"plan_id": {"type": "integer"}}, "required": ["plan_id"]},
+        {"properties": {"validation": {"type": "object"}}, "required": ["validation"]},
+    ]
+}
+
+
 class GateRequest(BaseModel):
     """Gate a stored plan's validation (``plan_id``) or a validation document given inline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_SOURCE)
 
-    plan_id: int | None = Field(None, ge=1)
+    plan_id: int | None = Field(None, ge=1, le=MAX_ID)
     validation: dict[str, Any] | None = Field(None, description="bitbudget.validation/v1")
-    max_size_mb: float = Field(..., gt=0, description="artifact tensor bytes, MB (10^6 B)")
-    min_iou: float | None = Field(None, ge=0, le=1, description="mean mask IoU against float")
-    max_kl: float | None = Field(None, ge=0, description="mean per-pixel Bernoulli KL")
+    max_size_mb: float = Field(
+        ..., gt=0, le=MAX_MEMORY_MB, allow_inf_nan=False, description="artifact tensor MB (10^6 B)"
+    )
+    min_iou: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, description="mean mask IoU against float"
+    )
+    max_kl: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="mean per-pixel Bernoulli KL"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> GateRequest:
