@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, false, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from searchsvc.db.base import utcnow
@@ -132,8 +132,15 @@ def requeue(session: Session, job: JobRow, reason: str) -> bool:
     return _changed(session, stmt) == 1
 
 
-def unsent_queued(session: Session, created_before: datetime, resend_before: datetime) -> list[int]:
-    """Queued jobs that are runnable but were never handed to the transport (or long ago)."""
+def unsent_queued(
+    session: Session,
+    created_before: datetime,
+    resend_before: datetime,
+    broker_since: datetime | None = None,
+) -> list[int]:
+    """Queued jobs that are runnable but were never handed to the transport (or long ago, or
+    before ``broker_since``: the broker restarted since and may have lost the message)."""
+    lost = JobRow.enqueued_at < broker_since if broker_since is not None else false()
     parent = aliased(JobRow)
     stmt = (
         select(JobRow.id)
@@ -145,6 +152,7 @@ def unsent_queued(session: Session, created_before: datetime, resend_before: dat
             or_(
                 (JobRow.enqueued_at.is_(None) & (JobRow.created_at < created_before)),
                 JobRow.enqueued_at < resend_before,
+                lost,
                 # sent while its parent still ran, and the parent's finish may have missed it
                 (parent.finished_at.is_not(None) & (JobRow.enqueued_at < parent.finished_at)),
             ),
