@@ -7,133 +7,25 @@ with the right status, never JSON or a traceback.
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from searchsvc.bounds import IdPath, IdQuery
 from searchsvc.dashboard import queries, views
+from searchsvc.dashboard.errors import HtmlErrors, error_page
+from searchsvc.dashboard.templating import STATIC_DIR, TEMPLATE_DIR, templates
 from searchsvc.deps import ReadSessionDep, SettingsDep
-from searchsvc.errors import BadInput, BitbudgetError, NotFound, Unavailable, as_unavailable
+from searchsvc.errors import BadInput, BitbudgetError, NotFound
 
 __all__ = ["router", "install", "templates", "STATIC_DIR", "TEMPLATE_DIR"]
 
-log = logging.getLogger(__name__)
-
-HERE = Path(__file__).resolve().parent
-STATIC_DIR = HERE / "static"
-TEMPLATE_DIR = HERE / "templates"
 MODELS_PER_PAGE = 20
 PLANS_PER_PAGE = 20
 JOBS_PER_PAGE = 30
 
-templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    """A number for people: significant digits, no float noise; '—' for none."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)  # a count stored as a float (bytes, BOPs): digits, not 1.49981e+06
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _mb(value: Any) -> str:
-    return "—" if value is None else f"{float(value) / 1e6:.3f} MB"
-
-
-def _ago(when: datetime | None) -> str:
-    if when is None:
-        return "—"
-    seconds = (datetime.now(UTC) - when).total_seconds()
-    if seconds < 60:
-        return f"{seconds:.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return when.strftime("%Y-%m-%d %H:%M")
-
-
-def _budget(budget: dict[str, Any] | None) -> str:
-    units = {"memory_mb": "MB", "latency_ms": "ms", "bops_g": "G BOPs", "avg_bits": "avg bits"}
-    parts = [f"{_num(v)} {units.get(k, k)}" for k, v in (budget or {}).items() if k != "hardware"]
-    hw = (budget or {}).get("hardware")
-    return ", ".join(parts) + (f" on {hw}" if hw else "")
-
-
-templates.env.filters.update(num=_num, mb=_mb, ago=_ago, budget=_budget)
-
-
-_TITLES = {
-    400: "Bad request",
-    404: "Not found",
-    409: "Conflict",
-    422: "Invalid request",
-    503: "Unavailable",
-}
-
-
-def _error_page(
-    request: Request, status: int, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    context = {"status": status, "title": _TITLES.get(status, "Error"), "message": message}
-    return templates.TemplateResponse(
-        request, "error.html", context, status_code=status, headers=headers
-    )
-
-
-def _bitbudget_page(request: Request, exc: BitbudgetError) -> Response:
-    retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
-    return _error_page(request, exc.http_status, str(exc), retry)
-
-
-class _HtmlErrors(APIRoute):
-    """Dashboard routes answer errors with an HTML page of the right status."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        original = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await original(request)
-            except BitbudgetError as exc:
-                return _bitbudget_page(request, exc)
-            except RequestValidationError as exc:
-                text = "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
-                    for e in exc.errors()
-                )
-                path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
-                return _error_page(request, 404 if path else 422, text)
-            except Exception as exc:
-                unavailable = as_unavailable(exc)  # the database is down: 503, not a bug
-                if unavailable is not None:
-                    return _bitbudget_page(request, unavailable)
-                log.exception("dashboard error on %s", request.url.path)
-                message = f"internal error ({type(exc).__name__}); the server log has the details"
-                return _error_page(request, 500, message)
-
-        return handler
-
-
-router = APIRouter(prefix="/dashboard", route_class=_HtmlErrors, include_in_schema=False)
+router = APIRouter(prefix="/dashboard", route_class=HtmlErrors, include_in_schema=False)
 
 
 def _page_info(page: int, per_page: int, total: int) -> views.PageInfo:
@@ -350,7 +242,7 @@ def jobs_page(
 @router.get("/{rest:path}", include_in_schema=False)
 def not_found(request: Request, rest: str) -> Response:
     """Any other dashboard address: an HTML 404."""
-    return _error_page(request, 404, f"there is no dashboard page at /dashboard/{rest}")
+    return error_page(request, 404, f"there is no dashboard page at /dashboard/{rest}")
 
 
 def install(app: FastAPI) -> None:

@@ -109,6 +109,6 @@ def test_jf_is_found_under_its_usual_names(key: str) -> None:
     ],
 )
 def test_numbers_for_people(value: Any, shown: str) -> None:
-    from searchsvc.dashboard.router import _num
+    from searchsvc.dashboard.templating import _num
 
     assert _num(value) == shown
