@@ -19,6 +19,7 @@ from searchsvc.body_limit import BodyLimit, BodyTooLarge
 from searchsvc.errors import (
     BitbudgetError,
     InfeasibleBudget,
+    TooLarge,
     Unauthorized,
     Unavailable,
     as_unavailable,
@@ -162,7 +163,7 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _too_large(request: Request, exc: Exception) -> JSONResponse:
     """A body that grew past the limit while it was read (a declared one never gets here)."""
     assert isinstance(exc, BodyTooLarge)
-    return JSONResponse(error_body("TooLarge", str(exc.detail)), status_code=413)
+    return await _bitbudget_error(request, TooLarge(str(exc.detail)))
 
 
 async def _database(request: Request, exc: Exception) -> JSONResponse:

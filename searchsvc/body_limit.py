@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from searchsvc.errors import error_body
+from searchsvc.errors import TooLarge, error_body
 
 __all__ = ["BodyLimit", "BodyTooLarge", "too_large_body"]
 
@@ -40,7 +40,7 @@ def _message(limit: int) -> str:
 
 def too_large_body(limit: int) -> dict[str, object]:
     """The 413's JSON body."""
-    return error_body("TooLarge", _message(limit))
+    return error_body(TooLarge.__name__, _message(limit))
 
 
 class BodyLimit:
