@@ -72,7 +72,10 @@ def get_validation(plan_id: IdPath, session: SessionDep) -> ValidationOut:
 @router.get(
     "/v1/plans/{plan_id}/artifact",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **errors(409, t409="the plan is being validated: its artifact is not packed yet"),
+    },
 )
 def download_artifact(plan_id: IdPath, session: SessionDep) -> FileResponse:
     """The packed safetensors file of a validated plan."""

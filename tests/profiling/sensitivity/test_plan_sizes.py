@@ -52,12 +52,9 @@ def test_inventory_counts_buffers(model: tuple[Any, dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize("solver", sorted(BACKENDS))
-@pytest.mark.parametrize("skip_every", [0, 5])
-def test_predicted_memory_is_packed_size(
-    model: tuple[Any, dict[str, Any]], solver: str, skip_every: int
-) -> None:
+def test_predicted_memory_is_packed_size(model: tuple[Any, dict[str, Any]], solver: str) -> None:
     loaded, inventory = model
-    profile = _profile(inventory, skip_every)
+    profile = _profile(inventory, skip_every=5)  # measured layers and pinned ones
     free = problem_from_profile(profile, inventory, {})
     spans = [[o.costs["memory_bytes"] for o in x.options] for x in free.layers]
     least = free.fixed["memory_bytes"] + sum(min(c) for c in spans)
