@@ -146,7 +146,8 @@ def _campaign(
         "BITBUDGET_FUZZ_IDS": json.dumps(ids),
     }
     started = time.monotonic()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # in the work dir: schemathesis keeps a cache of failures to replay in ./.schemathesis
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
     (work / f"schemathesis-{label}.txt").write_text(done.stdout + done.stderr)
     lines = log.read_text().splitlines() if log.exists() else []
     statuses = Counter(line.rsplit(" ", 1)[1] for line in lines)
