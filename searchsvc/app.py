@@ -81,10 +81,10 @@ async def _bitbudget_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InfeasibleBudget):
         extra["least"] = exc.least
     body = error_body(type(exc).__name__, str(exc), **extra)
-    return JSONResponse(body, status_code=exc.http_status, headers=error_headers(exc))
+    return JSONResponse(body, status_code=exc.http_status, headers=_error_headers(exc))
 
 
-def error_headers(exc: BitbudgetError) -> dict[str, str] | None:
+def _error_headers(exc: BitbudgetError) -> dict[str, str] | None:
     """What a client needs beside the message: the auth scheme of a 401, when to retry a 503."""
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}

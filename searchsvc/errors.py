@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import exc as sa
+
 from profiling.errors import BadCheckpoint, BadInput, BitbudgetError, UnknownModel
 
 __all__ = [
@@ -83,8 +85,6 @@ class TooLarge(BitbudgetError):
 def as_unavailable(exc: BaseException) -> Unavailable | None:
     """The 503 for a database that cannot be reached (stopped, restarting, out of connections,
     SQLite locked past its timeout); None for any other error."""
-    from sqlalchemy import exc as sa
-
     if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
         return Unavailable(
             f"the database is unavailable ({type(exc).__name__}); "
