@@ -183,9 +183,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _postgres_runs() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the campaign; write and return the result document."""
     args = _parser().parse_args(argv)
+    if args.database_url is None and not _postgres_runs():
+        print("bench/fuzz.py: skipped, no PostgreSQL on 127.0.0.1:5432 (or pass --database-url)")
+        return {}
     token = "bb_fuzz_" + secrets.token_urlsafe(24)
     url, created = _database(args.database_url)
     work = Path(tempfile.mkdtemp(prefix="bitbudget-fuzz-"))

@@ -80,3 +80,7 @@ def after_call(context: Any, case: Any, response: Any) -> None:
     line = f"{case.operation.method.upper()} {case.operation.path} {response.status_code}\n"
     with _lock, open(path, "a", encoding="utf-8") as fh:
         fh.write(line)
+
+
+if __name__ == "__main__":  # `make bench` runs every bench/*.py: this one is not a benchmark
+    print("schemathesis hooks of bench/fuzz.py (run that one)")
