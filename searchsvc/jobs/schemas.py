@@ -28,3 +28,4 @@ class JobOut(BaseModel):
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+    units: dict[str, Any] | None = None  # a profile's units: done, total, per_worker, rate_per_s
