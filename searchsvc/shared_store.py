@@ -87,7 +87,7 @@ class S3Store:
             from botocore.config import Config
         except ImportError:
             raise StoreUnreachable(
-                "BITBUDGET_SHARED_STORE: an s3:// store needs boto3 (pip install 'bitbudget[s3]')"
+                "BITBUDGET_SHARED_STORE: an s3:// store needs boto3 (pip install boto3==1.44.5)"
             ) from None
         config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
         self.client = boto3.client("s3", endpoint_url=self.endpoint, config=config)

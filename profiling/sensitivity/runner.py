@@ -220,6 +220,7 @@ def _run(
     cached = Profile.cached(root)
     if cached is not None:
         return cached
+    root.mkdir(parents=True, exist_ok=True)  # scratch files and profile.json
     store = store if store is not None else UnitStore(root)
     reuse = probe if device == "cpu" else None  # built on the CPU already
     del probe

@@ -59,6 +59,7 @@ def job_out(session: Session, job: JobRow) -> JobOut:
         message = f"{parent.kind} (job {parent.id}): {parent.message}"
     return JobOut(
         units=_units(session, job),
+        worker=job.worker,
         id=job.id,
         kind=job.kind,
         state=job.state,

@@ -7,14 +7,13 @@ finished unit — checked with the profiler's own counters and the unit table.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from conftest import TOKEN
-from svc_helpers import Proc, Server, Worker, done_units, service_env, unit_rows, wait_job
+from svc_helpers import Proc, Server, Worker, done_units, service_env, unit_rows, wait_for, wait_job
 
 pytestmark = pytest.mark.service
 
@@ -49,16 +48,6 @@ def _worker(stack: dict[str, Any], name: str) -> Worker:
     return worker
 
 
-def _wait_for(check: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
-
-
 def test_profile_solve_survives_a_killed_worker(stack: dict[str, Any]) -> None:
     server: Server = stack["server"]
     first = _worker(stack, "worker1")
@@ -74,7 +63,7 @@ def test_profile_solve_survives_a_killed_worker(stack: dict[str, Any]) -> None:
         profile = api.get(f"/v1/profiles/{plan['profile_id']}").json()
         database, key = stack["env"]["BITBUDGET_DATABASE_URL"], profile["key"]
 
-        _wait_for(lambda: len(done_units(database, key)) >= 1)  # one unit stored ...
+        wait_for(lambda: len(done_units(database, key)) >= 1)  # one unit stored ...
         first.kill()  # ... then the machine dies mid-profile
         profile_job = api.get(f"/v1/jobs/{job['waits_on']}").json()
         assert profile_job["state"] == "running"
@@ -148,7 +137,7 @@ def test_cancel_a_running_profile(stack: dict[str, Any]) -> None:
         r = api.post(f"/v1/models/{model_id}/profiles", json=body)
         assert r.status_code == 202, r.text
         job_id = r.json()["job"]["id"]
-        _wait_for(lambda: api.get(f"/v1/jobs/{job_id}").json()["state"] == "running")
+        wait_for(lambda: api.get(f"/v1/jobs/{job_id}").json()["state"] == "running")
         cancelled = api.delete(f"/v1/jobs/{job_id}")
         assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
         final = wait_job(api, job_id, timeout=120)
