@@ -5,7 +5,9 @@ Revises: 5c0e2d1f9a73
 Create Date: 2026-12-04 16:40:57.595746+00:00
 
 profile_units: one row per unit of a profile's work (keyed by profile key and unit id), which
-Celery workers claim, heartbeat and fill in (issue #17: a profile's units fanned out).
+Celery workers claim, heartbeat and fill in (issue #17: a profile's units fanned out);
+profiles.options: the profiler's options (e.g. a subset of layers), which a worker needs to
+rebuild the profile's request exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Apply."""
+    with op.batch_alter_table("profiles", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("options", sa.JSON(), nullable=True))
     op.create_table(
         "profile_units",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -64,3 +68,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_profile_units_job_id_state")
 
     op.drop_table("profile_units")
+    with op.batch_alter_table("profiles", schema=None) as batch_op:
+        batch_op.drop_column("options")

@@ -108,6 +108,7 @@ class ProfileRow(Base):
     images: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(200))
     seed: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the profiler's options
     status: Mapped[str] = mapped_column(String(16), default="pending")
     random_weights: Mapped[bool] = mapped_column(Boolean)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

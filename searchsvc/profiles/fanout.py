@@ -91,14 +91,16 @@ class CeleryFanOut:
             )
         send_units(self.settings, ids)
 
-    def _check(self, ids: list[str]) -> int:
-        """Done units of the phase; re-sends stale ones; raises on a refusal."""
+    def _check(self, ids: list[str], tally: Any) -> int:
+        """Done units of the phase (and by whom, into ``tally``); re-sends stale ones; raises
+        on a refusal."""
         with session_scope(self.settings.database) as session:
-            counts, errors = units.states(session, self.key, ids)
+            counts, errors, per_worker = units.states(session, self.key, ids)
             stale = units.reclaim_stale(session, self.key, ids, self._stale())
         if errors:
             raise UnitRefused(errors[0])
         send_units(self.settings, stale)
+        tally.done, tally.per_worker = counts["done"], per_worker
         return counts["done"]
 
     def _compute_one(self, ids: list[str], compute: Callable[[str], Any]) -> bool:
@@ -131,8 +133,7 @@ class CeleryFanOut:
         if missing:
             self._prepare(ctx, missing)
         tally = UnitTally(total=len(ids), done=len(stored), resumed=len(stored))
-        while (done := self._check(ids)) < len(ids):
-            tally.done = done
+        while self._check(ids, tally) < len(ids):
             report(ctx, tally, label, share)  # raises Cancelled on a stop request
             if not self._compute_one(ids, compute):
                 time.sleep(0.2)

@@ -33,6 +33,7 @@ def request_of(session: Session, profile: ProfileRow) -> Any:
         images=profile.images,
         source=profile.source,
         seed=profile.seed,
+        options=dict(profile.options or {}),
     )
 
 

@@ -176,17 +176,25 @@ def reclaim_stale(
     return ids
 
 
-def states(session: Session, key: str, units: list[str]) -> tuple[Counter[str], list[str]]:
-    """Counts of ``units`` by state (missing rows count as pending), and refusals' errors."""
-    stmt = select(Row.state, Row.error).where(Row.profile_key == key, Row.unit.in_(units))
+def states(
+    session: Session, key: str, units: list[str]
+) -> tuple[Counter[str], list[str], Counter[str]]:
+    """Counts of ``units`` by state (missing rows count as pending), refusals' errors, and the
+    done units per worker."""
+    stmt = select(Row.state, Row.error, Row.worker).where(
+        Row.profile_key == key, Row.unit.in_(units)
+    )
     counts: Counter[str] = Counter()
+    per_worker: Counter[str] = Counter()
     errors = []
-    for state, error in session.execute(stmt):
+    for state, error, worker in session.execute(stmt):
         counts[state] += 1
         if state == "refused":
             errors.append(error or "refused")
+        elif state == "done":
+            per_worker[worker or "?"] += 1
     counts["pending"] += len(units) - sum(counts.values())
-    return counts, errors
+    return counts, errors, per_worker
 
 
 def get(session: Session, unit_id: int) -> Row | None:

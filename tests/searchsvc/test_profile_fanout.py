@@ -73,6 +73,7 @@ def _one_process_layers() -> dict[str, Any]:
         return run_profile(req, work, threads=1).layers  # one process, one torch thread
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_and_lose_only_the_killed_unit(stack: dict[str, Any]) -> None:
     a, b = _worker(stack, "a"), _worker(stack, "b")
     pids = {str(a.popen.pid): a, str(b.popen.pid): b}
@@ -100,6 +101,8 @@ def test_two_workers_match_one_and_lose_only_the_killed_unit(stack: dict[str, An
         units = done["units"]
         assert units["done"] == units["total"] == 86 and units["rate_per_s"] > 0
         assert len(units["per_worker"]) == 2 and all(units["per_worker"].values())
+        page = api.get("/dashboard/jobs").text  # the dashboard shows the same counts
+        assert "units 86/86 · " in page and f":{helper_pid} " in page
 
     rows = unit_rows(stack["db"], profile["key"])
     assert len(rows) == 86 and all(r["state"] == "done" for r in rows)
