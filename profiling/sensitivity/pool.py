@@ -138,7 +138,11 @@ class _Phase:
                 return
             unit = self.queue.popleft()
             p = self.pool
-            future = p.executor.submit(_helper_unit, p.req, p.store, p.scratch, unit)
+            try:
+                future = p.executor.submit(_helper_unit, p.req, p.store, p.scratch, unit)
+            except RuntimeError:  # the pool was closed (the run stopped): hand out no more
+                self.queue.appendleft(unit)
+                return
             self.running.add(future)
         future.add_done_callback(lambda f: self._done(unit, f))
 

@@ -114,11 +114,12 @@ class Serial:
                 value = compute(unit)
                 ctx.store.put(unit, value, worker=me, seconds=time.perf_counter() - started)
                 ctx.counts["computed"] += 1
+                ctx.counts_by_worker[me] += 1
+                tally.add(me)
             else:
                 ctx.counts["resumed"] += 1
                 tally.resumed += 1
-            tally.add(me)
-            ctx.counts_by_worker[me] += 1
+                tally.done += 1
             out[unit] = value
         report(ctx, tally, label, share, check=False)
         return out
