@@ -35,10 +35,16 @@ def _watch(parent: int, interval: float) -> None:
             os._exit(0)
 
 
-def guard_parent(interval: float = WATCHDOG_INTERVAL_S) -> None:
-    """In a child process: exit within ``interval`` seconds of the parent's death."""
+def guard_parent(interval: float = WATCHDOG_INTERVAL_S, parent: int | None = None) -> None:
+    """In a child process: exit within ``interval`` seconds of the parent's death. Pass the
+    ``parent`` pid the pool was made by (``os.getpid()`` there, in ``initargs``): a spawned child
+    imports for seconds before its initializer runs, and a parent that died meanwhile would
+    otherwise leave it watching its new parent, PID 1."""
+    parent = os.getppid() if parent is None else parent
+    if os.getppid() != parent:
+        os._exit(0)
     thread = threading.Thread(
-        target=_watch, args=(os.getppid(), interval), name="parent-watchdog", daemon=True
+        target=_watch, args=(parent, interval), name="parent-watchdog", daemon=True
     )
     thread.start()
 

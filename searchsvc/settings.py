@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["Settings", "get_settings", "DEFAULT_CANDIDATES", "is_loopback"]
+__all__ = ["Settings", "get_settings", "DEFAULT_CANDIDATES", "is_loopback", "QUEUES"]
+
+# the Celery queues: jobs, and the units of profiles fanned out over workers
+QUEUES = ("bitbudget", "profile-units")
 
 DEFAULT_CANDIDATES = ("w8a8", "w6a8", "w4a8", "w8a16", "w4a16", "w2a16")
 _WEAK_TOKENS = {"changeme", "change-me", "secret", "token", "password", "admin", "test"}
@@ -87,6 +90,18 @@ class Settings(BaseSettings):
         le=1 << 30,
         description="largest request body accepted (413 beyond, before reading it)",
     )
+    profile_processes: int | None = Field(
+        default=None, ge=1, le=256, description="local processes a profile's units run on"
+    )
+    profile_threads: int | None = Field(
+        default=None, ge=1, le=256, description="torch threads per profiling process"
+    )
+    shared_store: str | None = Field(
+        default=None, description="folder or s3://bucket/prefix; default data_dir/store"
+    )
+    worker_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(QUEUES), description="queues a worker consumes"
+    )
     default_metric: str = "fisher_kl"
     default_images: int = Field(default=8, ge=1, le=1024)
     default_candidates: Annotated[list[str], NoDecode] = Field(
@@ -95,7 +110,9 @@ class Settings(BaseSettings):
     default_solver: str = "cpsat"
     calibration_source: str = "shipped"
 
-    @field_validator("api_tokens", "checkpoint_dirs", "default_candidates", mode="before")
+    @field_validator(
+        "api_tokens", "checkpoint_dirs", "default_candidates", "worker_queues", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -141,6 +158,23 @@ class Settings(BaseSettings):
             )
         return url.strip()
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _queues(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in QUEUES:
+                raise ValueError(
+                    f"BITBUDGET_WORKER_QUEUES: unknown queue {name!r}; known: {', '.join(QUEUES)}"
+                )
+        if not names:
+            raise ValueError(f"BITBUDGET_WORKER_QUEUES: name at least one of {', '.join(QUEUES)}")
+        return names
+
+    @field_validator("shared_store")
+    @classmethod
+    def _store(cls, url: str | None) -> str | None:
+        return url.strip() if url and url.strip() else None
+
     @field_validator("checkpoint_dirs")
     @classmethod
     def _absolute_dirs(cls, dirs: list[Path]) -> list[Path]:
@@ -180,6 +214,16 @@ class Settings(BaseSettings):
     def profile_dir(self) -> Path:
         """The profiler's work dir (per-layer checkpoints, shared by every worker)."""
         return (self.data_dir / "profiles").resolve()
+
+    @property
+    def store_url(self) -> str:
+        """The shared store (checkpoints, calibration sets): a folder or an s3:// URL."""
+        return self.shared_store or str((self.data_dir / "store").resolve())
+
+    @property
+    def profile_pool_processes(self) -> int:
+        """Local processes a profile's units run on without a broker (default: the cores)."""
+        return self.profile_processes or os.cpu_count() or 1
 
     @property
     def solver_processes(self) -> int:

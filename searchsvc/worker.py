@@ -1,8 +1,11 @@
 """The Celery app: ``celery -A searchsvc.worker worker`` (or ``bitbudget worker``).
 
 Every job kind in ``searchsvc.jobs.registry`` becomes a task of the same name that takes a job id
-and calls ``runner.execute``. Tasks ack late and are rejected (re-delivered) when the worker
-dies; the reconciler, started with each worker, re-enqueues jobs whose heartbeat went stale.
+and calls ``runner.execute``; ``profiling.unit`` (on the ``profile-units`` queue) takes a unit row
+id and computes one unit of a profile (``searchsvc.profiles.unit_task``). Tasks ack late and are
+rejected (re-delivered) when the worker dies; the reconciler, started with each worker,
+re-enqueues jobs whose heartbeat went stale, and a profile's coordinator re-sends its units
+whose worker went silent.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from searchsvc.settings import Settings, get_settings
+from searchsvc.settings import QUEUES, Settings, get_settings
 
-__all__ = ["make_celery", "app", "QUEUE"]
+__all__ = ["make_celery", "app", "QUEUE", "UNITS_QUEUE"]
 
 log = logging.getLogger(__name__)
-QUEUE = "bitbudget"
+QUEUE, UNITS_QUEUE = QUEUES
 _reconcilers: list[Any] = []
 
 
@@ -33,6 +36,13 @@ def _task(name: str) -> Any:
     return run
 
 
+def _unit(unit_id: int) -> str:
+    """Compute one unit of a profile (the row is re-read, checked and claimed)."""
+    from searchsvc.profiles.unit_task import run_unit
+
+    return run_unit(int(unit_id), get_settings())
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app on ``settings.broker_url`` with one task per registered job kind."""
     from searchsvc.jobs.registry import load_tasks
@@ -43,7 +53,7 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE,
-        task_queues=(Queue(QUEUE),),
+        task_queues=tuple(Queue(name) for name in QUEUES),
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
@@ -54,6 +64,11 @@ def make_celery(settings: Settings) -> Celery:
     )
     for name in sorted(load_tasks()):
         celery.task(name=name, acks_late=True, reject_on_worker_lost=True)(_task(name))
+    from searchsvc.profiles.fanout import UNIT_TASK
+
+    celery.task(name=UNIT_TASK, acks_late=True, reject_on_worker_lost=True, queue=UNITS_QUEUE)(
+        _unit
+    )
     return celery
 
 

@@ -322,12 +322,13 @@ def _merge_ranges(per_image: list[dict[str, list[float]]]) -> dict[str, tuple[fl
 
 
 def run_fisher(ctx: Context) -> dict[str, Any]:
-    """Every weight layer at once, in two checkpointed stages.
+    """Every weight layer at once, in two phases of units.
 
-    Stage 1, one unit per calibration image: one forward (which also records each layer's input
+    Phase 1, one unit per calibration image: one forward (which also records each layer's input
     range: no separate float pass) and one backward; the weight terms; the rows the activation
-    terms need, kept in a file beside the units. Stage 2, one unit per image once every range is
-    known: the activation terms over the calibrated ranges (then the rows file is deleted)."""
+    terms need, kept in a file in the scratch folder. Phase 2, one unit per image once every
+    range is known: the activation terms over the calibrated ranges (then the rows file is
+    deleted; a unit that finds no file, e.g. on another machine, makes the same rows again)."""
     names = ctx.candidate_layers()
     all_mods = ctx.modules()
     mods = {n: all_mods[n] for n in names}
@@ -335,13 +336,10 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
     samples = ctx.walker.calib.samples
     n_batches = len(samples[0].prompts) or 1
     n_img = len(samples)
-    changes = WeightChanges()
+    changes = ctx.memo.setdefault("fisher_changes", WeightChanges())  # kept across replays
     wb = [b for b in ctx.w_bits if b < 16]
     ab = [b for b in ctx.a_bits if b < 16]
-    rows_dir = ctx.store.root / "fisher-rows"
-    rows_dir.mkdir(exist_ok=True)
-    first: list[dict[str, Any]] = []
-    steps = 2 * n_img if ab else n_img
+    rows_dir = ctx.scratch_dir("fisher-rows")
 
     def image_rows(i: int) -> tuple[dict[str, tuple[float, float]], dict[str, list[Rows]]]:
         """One forward + backward on image ``i``: each layer's input range and sampled rows."""
@@ -352,48 +350,47 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
             n: sampled_rows(mods[n], cap.grads(n), fraction, gen) for n in ran
         }
 
-    for i in range(n_img):
-        ctx.tick(i, steps, f"fisher_kl image {i + 1}/{n_img}")
-        unit = ctx.store.get(f"fisher:{i}")
-        if unit is None:
-            seen, rows = image_rows(i)
-            unit = {
-                "weight": {
-                    n: _halved(
-                        wb,
-                        weight_terms(mods[n], rows[n], wb, changes.get(n, mods[n], wb)),
-                        n_batches,
-                    )
-                    for n in rows
-                },
-                "ranges": {n: list(r) for n, r in seen.items()},
-            }
-            if ab:
-                unit["rows_bytes"] = _save_rows(rows_dir / f"{i}.pt", rows)
-            del rows
-            ctx.store.put(f"fisher:{i}", unit)
-        first.append(unit)
+    def stage1(unit: str) -> dict[str, Any]:
+        i = int(unit.partition(":")[2])
+        seen, rows = image_rows(i)
+        out: dict[str, Any] = {
+            "weight": {
+                n: _halved(
+                    wb, weight_terms(mods[n], rows[n], wb, changes.get(n, mods[n], wb)), n_batches
+                )
+                for n in rows
+            },
+            "ranges": {n: list(r) for n, r in seen.items()},
+        }
+        if ab:
+            out["rows_bytes"] = _save_rows(rows_dir / f"{i}.pt", rows)
+        return out
+
+    share1 = (0.0, 0.5) if ab else (0.0, 1.0)
+    ids1 = [f"fisher:{i}" for i in range(n_img)]
+    done1 = ctx.units(ids1, stage1, "fisher_kl images", share1)
+    first = [done1[u] for u in ids1]
     ranges = _merge_ranges([u["ranges"] for u in first])
     ctx.ranges = ranges
-    acts: list[dict[str, dict[str, float]]] = []
-    for i in range(n_img if ab else 0):
-        ctx.tick(n_img + i, steps, f"fisher_kl activations {i + 1}/{n_img}")
-        unit = ctx.store.get(f"fisher-act:{i}")
-        if unit is None:
-            path = rows_dir / f"{i}.pt"
-            kept = _load_rows(path)
-            if kept is None:  # the file was lost: the same seeded rows again
-                kept = image_rows(i)[1]
-            unit = {
-                n: _halved(ab, act_terms(mods[n], kept[n], ab, ranges[n]), n_batches)
-                for n in first[i]["ranges"]
-            }
-            del kept
-            ctx.store.put(f"fisher-act:{i}", unit)
-            path.unlink(missing_ok=True)
-        acts.append(unit)
+
+    def stage2(unit: str) -> dict[str, Any]:
+        i = int(unit.partition(":")[2])
+        path = rows_dir / f"{i}.pt"
+        kept = _load_rows(path)
+        if kept is None:  # the file was lost (or made elsewhere): the same seeded rows again
+            kept = image_rows(i)[1]
+        out = {
+            n: _halved(ab, act_terms(mods[n], kept[n], ab, ranges[n]), n_batches)
+            for n in first[i]["ranges"]
+        }
+        del kept
+        path.unlink(missing_ok=True)
+        return out
+
+    ids2 = [f"fisher-act:{i}" for i in range(n_img)] if ab else []
+    done2 = ctx.units(ids2, stage2, "fisher_kl activations", (0.5, 1.0)) if ab else {}
+    acts = [done2[u] for u in ids2]
     shutil.rmtree(rows_dir, ignore_errors=True)
-    ctx.tick(steps, steps, "fisher_kl done")
     measured = [n for n in names if any(n in u["ranges"] for u in first)]
 
     def mean(terms: list[dict[str, dict[str, float]]], n: str, bits: list[int]) -> dict:

@@ -49,16 +49,17 @@ def _swap(ctx: Context, layer: str, bits: int) -> Any:
     return weight_swapped(mod, quantized_weight(mod, bits))
 
 
-def _single(ctx: Context, layer: str, bits: int) -> float:
-    unit = f"single:{layer}:{bits}"
-    value = ctx.store.get(unit)
-    if value is None:
-        value = kl_under(ctx, layer, _swap(ctx, layer, bits))
-        ctx.store.put(unit, value)
-    return float(value)
+def _single(ctx: Context, unit: str) -> float:
+    """KL of ``single:<layer>:<bits>``: that layer's weight alone at that width."""
+    _, layer, bits = unit.split(":")
+    return kl_under(ctx, layer, _swap(ctx, layer, int(bits)))
 
 
-def _pair(ctx: Context, a: str, b: str, probes: list[int]) -> dict[str, float]:
+def _pair(
+    ctx: Context, unit: str, probes: list[int], singles: dict[str, float]
+) -> dict[str, float]:
+    """Interactions of ``pair:<a>|<b>`` at every pair of probe widths."""
+    a, b = unit.partition(":")[2].split("|")
     out = {}
     first = a if _order(ctx, a) <= _order(ctx, b) else b  # re-run from the earlier layer
     for wa in probes:
@@ -66,7 +67,7 @@ def _pair(ctx: Context, a: str, b: str, probes: list[int]) -> dict[str, float]:
             with ExitStack() as stack:
                 stack.enter_context(_swap(ctx, a, wa))
                 both = kl_under(ctx, first, _swap(ctx, b, wb))
-            out[f"{wa},{wb}"] = both - _single(ctx, a, wa) - _single(ctx, b, wb)
+            out[f"{wa},{wb}"] = both - singles[f"single:{a}:{wa}"] - singles[f"single:{b}:{wb}"]
     return out
 
 
@@ -95,17 +96,15 @@ def pair_matrix(
 
 
 def run_synergy(ctx: Context) -> dict[str, Any]:
-    """One checkpointed unit per pair (single-layer KLs are units of their own)."""
+    """Two phases of units: each paired layer alone at each probe width, then each pair."""
     pairs = adjacent_pairs(ctx)
     probes = probe_bits(ctx.w_bits)
-    out = []
-    for i, (a, b) in enumerate(pairs):
-        ctx.tick(i, len(pairs), f"synergy {a} × {b}")
-        unit = f"pair:{a}|{b}"
-        inter = ctx.store.get(unit)
-        if inter is None:
-            inter = _pair(ctx, a, b, probes)
-            ctx.store.put(unit, inter)
-        out.append({"a": a, "b": b, "interaction": inter})
-    ctx.tick(len(pairs), len(pairs), "synergy done")
+    layers = list(dict.fromkeys(name for pair in pairs for name in pair))
+    single_ids = [f"single:{n}:{b}" for n in layers for b in probes]
+    singles = ctx.units(single_ids, lambda u: _single(ctx, u), "synergy singles", (0.0, 0.25))
+    pair_ids = [f"pair:{a}|{b}" for a, b in pairs]
+    inter = ctx.units(
+        pair_ids, lambda u: _pair(ctx, u, probes, singles), "synergy pairs", (0.25, 1.0)
+    )
+    out = [{"a": a, "b": b, "interaction": inter[u]} for (a, b), u in zip(pairs, pair_ids)]
     return {"pairs": out, "probes": probes}

@@ -45,17 +45,15 @@ def run_wais(ctx: Context) -> dict[str, Any]:
     all_mods = ctx.modules()
     mods = {n: all_mods[n] for n in ctx.weight_layers() if isinstance(all_mods[n], nn.Linear)}
     n_img = len(ctx.walker.images)
+    ids = [f"wais:{i}" for i in range(n_img)]
+    energies = ctx.units(
+        ids, lambda unit: _channel_energy(ctx, int(unit.partition(":")[2]), mods), "wais"
+    )
     total: dict[str, torch.Tensor] = {}
-    for i in range(n_img):
-        ctx.tick(i, n_img, f"wais image {i + 1}/{n_img}")
-        energy = ctx.store.get(f"wais:{i}")
-        if energy is None:
-            energy = _channel_energy(ctx, i, mods)
-            ctx.store.put(f"wais:{i}", energy)
-        for n, e in energy.items():
+    for unit in ids:
+        for n, e in energies[unit].items():
             t = torch.tensor(e, dtype=torch.float64)
             total[n] = total[n] + t if n in total else t
-    ctx.tick(n_img, n_img, "wais done")
     scores = {}
     for n, e in total.items():
         w: Any = mods[n].weight

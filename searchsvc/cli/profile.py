@@ -19,6 +19,16 @@ def default_work_dir() -> Path:
     return Path(os.environ.get("BITBUDGET_DATA_DIR", "data")) / "profiles"
 
 
+def _processes() -> int:
+    """``BITBUDGET_PROFILE_PROCESSES`` (one clear line when it is not a count), or the cores."""
+    raw = os.environ.get("BITBUDGET_PROFILE_PROCESSES", "").strip()
+    if not raw:
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        fail(f"BITBUDGET_PROFILE_PROCESSES must be a whole number of processes, got {raw!r}")
+    return int(raw)
+
+
 def profile_cmd(
     model: str = typer.Argument(..., help="registered model name"),
     metric: str = typer.Option("fisher_kl", help="kl | fisher_kl | mixqsam | synergy | wais"),
@@ -33,6 +43,14 @@ def profile_cmd(
     out: Path = typer.Option(..., "--out", help="where to write profile.json"),
     fisher_sample: float = typer.Option(
         None, help="fisher_kl: share of tokens for the Δh products (default 1/8; 1 = all)"
+    ),
+    processes: int = typer.Option(
+        None,
+        min=1,
+        help="local processes the units run on (default BITBUDGET_PROFILE_PROCESSES, or cores)",
+    ),
+    threads: int = typer.Option(
+        None, min=1, help="torch threads per process (default cores / processes)"
     ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
@@ -69,7 +87,9 @@ def profile_cmd(
                 req,
                 work_dir or default_work_dir(),
                 device=device,
-                progress=lambda f, msg: bar.update(task, completed=f),
+                progress=lambda f, msg: bar.update(task, completed=f, description=msg),
+                processes=processes or _processes(),
+                threads=threads,
             )
     out.write_text(json.dumps(profile.to_json(), indent=1))
     st = profile.stats
@@ -79,6 +99,9 @@ def profile_cmd(
         f"{st.get('computed_units', 0)} units computed, {st.get('resumed_units', 0)} resumed"
         f"{', served from cache' if st.get('cache_hit') else ''}"
     )
+    by_worker = st.get("units_by_worker") or {}
+    if by_worker and not st.get("cache_hit"):
+        typer.echo("units by process: " + ", ".join(f"{w} {n}" for w, n in by_worker.items()))
     random_weights_note(profile.random_weights)
 
 

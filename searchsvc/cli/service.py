@@ -116,15 +116,27 @@ def worker_cmd(
     pool: str = typer.Option("solo", help="celery pool: solo, threads or prefork"),
     concurrency: int = typer.Option(1, min=1, help="tasks at once (threads/prefork)"),
     loglevel: str = typer.Option("info", help="celery log level"),
+    queues: str = typer.Option(
+        None, help="comma-separated queues (default BITBUDGET_WORKER_QUEUES: all of them)"
+    ),
 ) -> None:
     """Run a Celery worker on BITBUDGET_BROKER_URL (start as many as you like, anywhere)."""
-    settings = _settings()
+    settings = _settings(worker_queues=queues)
     if settings.broker_url is None:
         fail("BITBUDGET_BROKER_URL is not set: without a broker, jobs run inside `bitbudget serve`")
-    from searchsvc.worker import QUEUE, app
+    from searchsvc.shared_store import open_store
+
+    with user_errors():
+        open_store(settings.store_url).check()
+    if settings.profile_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.profile_threads)
+    from searchsvc.worker import app
 
     argv = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
-    app.worker_main([*argv, "-Q", QUEUE, "-n", f"bitbudget-{os.getpid()}@%h"])
+    queue_list = ",".join(settings.worker_queues)
+    app.worker_main([*argv, "-Q", queue_list, "-n", f"bitbudget-{os.getpid()}@%h"])
 
 
 def db_upgrade_cmd() -> None:

@@ -191,6 +191,11 @@ def plan_page(request: Request, plan_id: IdPath, session: ReadSessionDep) -> Res
         job = jobs.get(session, job_id) if job_id else None
         if job is not None:
             watch.append({"label": label, "job": job_out(session, job).model_dump(mode="json")})
+        if label == "solve" and job is not None and job.parent_id:  # its profile: units
+            profile = jobs.get(session, job.parent_id)
+            if profile is not None:
+                doc = job_out(session, profile).model_dump(mode="json")
+                watch.append({"label": "profile", "job": doc})
     context = {
         "nav": "models",
         "plan": plan,

@@ -29,6 +29,8 @@ __all__ = [
     "ModelRow",
     "ProfileRow",
     "ProfileLayerRow",
+    "ProfileUnitRow",
+    "UNIT_STATES",
     "PlanRow",
     "ValidationRow",
     "JobRow",
@@ -38,6 +40,7 @@ __all__ = [
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+UNIT_STATES = ("pending", "running", "done", "refused")
 
 
 def _created() -> Mapped[datetime]:
@@ -105,6 +108,7 @@ class ProfileRow(Base):
     images: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(200))
     seed: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the profiler's options
     status: Mapped[str] = mapped_column(String(16), default="pending")
     random_weights: Mapped[bool] = mapped_column(Boolean)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -132,6 +136,37 @@ class ProfileLayerRow(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     profile: Mapped[ProfileRow] = relationship(back_populates="layers")
+
+
+class ProfileUnitRow(Base):
+    """One unit of a profile's work (a layer, an image, a pair) and its result, keyed by the
+    profile's content key and the unit id; workers claim, heartbeat and fill it in."""
+
+    __tablename__ = "profile_units"
+    __table_args__ = (
+        UniqueConstraint("profile_key", "unit"),
+        CheckConstraint(f"state IN {UNIT_STATES!r}", name="unit_state"),
+        Index("ix_profile_units_job_id_state", "job_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_key: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str] = mapped_column(String(600))
+    phase: Mapped[int] = mapped_column(Integer, default=0)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    value: Mapped[Any | None] = mapped_column(JSON)
+    weights_hash: Mapped[str | None] = mapped_column(String(64))  # what a worker must build
+    calibration_key: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims
+    computed: Mapped[int] = mapped_column(Integer, default=0)  # results written (1 = no rework)
+    seconds: Mapped[float | None] = mapped_column(Float)  # compute time of the kept result
+    error: Mapped[str | None] = mapped_column(Text)  # why a worker refused it
+    created_at: Mapped[datetime] = _created()
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class PlanRow(Base):

@@ -16,15 +16,18 @@ __all__ = ["TaskSpec", "TASKS", "register_task", "get_task", "load_tasks", "TASK
 
 Handler = Callable[["JobContext"], dict[str, Any]]
 FailHook = Callable[[Session, "JobRow", str], None]
+UnitsHook = Callable[[Session, "JobRow"], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A job kind: ``run`` does the work and returns result ids; ``on_fail`` marks domain rows."""
+    """A job kind: ``run`` does the work and returns result ids; ``on_fail`` marks domain rows;
+    ``units`` says how far a job that fans out units has come (done, total, per worker, rate)."""
 
     name: str
     run: Handler
     on_fail: FailHook | None = None
+    units: UnitsHook | None = None
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -39,9 +42,11 @@ TASK_MODULES = [
 ]
 
 
-def register_task(name: str, run: Handler, on_fail: FailHook | None = None) -> TaskSpec:
+def register_task(
+    name: str, run: Handler, on_fail: FailHook | None = None, units: UnitsHook | None = None
+) -> TaskSpec:
     """Register (or replace) the handler of job kind ``name``."""
-    spec = TaskSpec(name, run, on_fail)
+    spec = TaskSpec(name, run, on_fail, units)
     TASKS[name] = spec
     return spec
 

@@ -28,3 +28,5 @@ class JobOut(BaseModel):
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+    worker: str | None = None  # who runs it (host:pid:tag) while it runs, or ran it last
+    units: dict[str, Any] | None = None  # a profile's units: done, total, per_worker, rate_per_s

@@ -58,6 +58,8 @@ def job_out(session: Session, job: JobRow) -> JobOut:
         progress = round(parent.progress * _WAIT_SHARE, 4)
         message = f"{parent.kind} (job {parent.id}): {parent.message}"
     return JobOut(
+        units=_units(session, job),
+        worker=job.worker,
         id=job.id,
         kind=job.kind,
         state=job.state,
@@ -74,6 +76,14 @@ def job_out(session: Session, job: JobRow) -> JobOut:
         heartbeat_at=job.heartbeat_at,
         finished_at=job.finished_at,
     )
+
+
+def _units(session: Session, job: JobRow) -> dict[str, Any] | None:
+    from searchsvc.jobs.registry import TASKS, load_tasks
+
+    load_tasks()
+    spec = TASKS.get(job.kind)
+    return spec.units(session, job) if spec is not None and spec.units is not None else None
 
 
 def cancel_job(session: Session, *, settings: Settings, job_id: int) -> JobRow:

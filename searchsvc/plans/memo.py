@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,16 +39,15 @@ SOLVER_NICENESS = 10  # worker processes' niceness, above the server's
 RETRIES = 1  # a computation whose worker process died is sent to a fresh pool this many times
 
 
-def _in_the_background() -> None:
+def _in_the_background(parent: int) -> None:
     """A solver process gives way to the server's own work: on a busy machine the CPU goes to
     answering requests (milliseconds each) first, to solves (tens to hundreds of ms) after. It
     also exits when the server is gone, however the server went (``profiling.procs``)."""
     import contextlib
-    import os
 
     from profiling.procs import guard_parent
 
-    guard_parent()
+    guard_parent(parent=parent)  # the server's pid, passed in: it may die while we import
     with contextlib.suppress(OSError, AttributeError):
         os.nice(SOLVER_NICENESS)
 
@@ -93,7 +93,10 @@ class SolveMemo:
                 # spawn: the server has threads, and forking a threaded process is unsafe
                 context = multiprocessing.get_context("spawn")
                 self._executor = ProcessPoolExecutor(
-                    self._processes, mp_context=context, initializer=_in_the_background
+                    self._processes,
+                    mp_context=context,
+                    initializer=_in_the_background,
+                    initargs=(os.getpid(),),
                 )
             else:
                 self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="solve")

@@ -88,6 +88,7 @@ def request_profile(
             images=request.images,
             source=request.source,
             seed=request.seed,
+            options=dict(request.options) or None,
             status="pending",
             random_weights=model.random_weights,
         )

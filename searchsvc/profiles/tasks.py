@@ -8,54 +8,86 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from searchsvc.catalog import repository as models
-from searchsvc.db.tables import JobRow
+from searchsvc.db.tables import JobRow, ProfileRow
 from searchsvc.errors import NotFound
 from searchsvc.jobs.context import JobCancelled, JobContext
 from searchsvc.jobs.registry import register_task
 from searchsvc.profiles import repository
 from searchsvc.profiles.service import RUN_PROFILE, store_result
 
-__all__ = ["run_profile_job"]
+__all__ = ["run_profile_job", "request_of"]
 
 
-def _request(ctx: JobContext) -> tuple[Any, int] | None:
-    """The profiler request of this job's profile; None when it is already ready."""
+def request_of(session: Session, profile: ProfileRow) -> Any:
+    """The profiler request of a profile row."""
     from profiling.sensitivity import ProfileRequest
     from searchsvc.catalog.service import spec_of
 
+    model = models.get(session, profile.model_id)
+    if model is None:
+        raise NotFound(f"model {profile.model_id} was deleted")
+    return ProfileRequest(
+        model=spec_of(model),
+        metric=profile.metric,
+        candidates=tuple(profile.candidates),
+        images=profile.images,
+        source=profile.source,
+        seed=profile.seed,
+        options=dict(profile.options or {}),
+    )
+
+
+def _request(ctx: JobContext) -> tuple[Any, str] | None:
+    """The profiler request and key of this job's profile; None when it is already ready."""
     with ctx.session() as session:
         profile = repository.get(session, int(ctx.params["profile_id"]))
         if profile is None:
             raise NotFound(f"profile {ctx.params['profile_id']} was deleted")
         if profile.status == "ready":
             return None
-        model = models.get(session, profile.model_id)
-        if model is None:
-            raise NotFound(f"model {profile.model_id} was deleted")
-        request = ProfileRequest(
-            model=spec_of(model),
-            metric=profile.metric,
-            candidates=tuple(profile.candidates),
-            images=profile.images,
-            source=profile.source,
-            seed=profile.seed,
-        )
-        return request, profile.id
+        return request_of(session, profile), profile.key
+
+
+def _fanout(ctx: JobContext, checkpoint: str | None) -> Any:
+    """The Celery fan-out, after publishing the profile's inputs to the shared store."""
+    from profiling.sensitivity.units import process_name
+    from searchsvc.profiles.fanout import CeleryFanOut
+    from searchsvc.profiles.inputs import publish_inputs
+    from searchsvc.shared_store import open_store
+
+    def make(pctx: Any, _: Any, key: str) -> CeleryFanOut:
+        publish_inputs(open_store(ctx.settings.store_url), checkpoint=checkpoint, ctx=pctx)
+        return CeleryFanOut(ctx.settings, ctx.job_id, key, process_name())
+
+    return make
 
 
 def run_profile_job(ctx: JobContext) -> dict[str, Any]:
-    """Run the profiler with this job's progress and stop hooks; store the result."""
+    """Run the profiler with this job's progress and stop hooks; store the result. Units go to
+    the Celery workers (with a broker) or to the local process pool (embedded)."""
     from profiling.sensitivity import Cancelled, run_profile
+    from searchsvc.profiles.unit_store import DbUnitStore
 
     found = _request(ctx)
     profile_id = int(ctx.params["profile_id"])
     if found is None:
         return {"profile_id": profile_id}
-    request, _ = found
+    request, key = found
+    settings = ctx.settings
     ctx.progress(0.0, "building the model and calibration data")
+    how: dict[str, Any] = {"processes": settings.profile_pool_processes}
+    if not settings.embedded:
+        how = {"fanout": _fanout(ctx, request.model.checkpoint)}
     try:
         result = run_profile(
-            request, ctx.settings.profile_dir, progress=ctx.progress, should_stop=ctx.should_stop
+            request,
+            settings.profile_dir,
+            progress=ctx.progress,
+            should_stop=ctx.should_stop,
+            store=DbUnitStore(settings.database, key),
+            threads=settings.profile_threads,
+            expect_key=key,
+            **how,
         )
     except Cancelled:
         ctx.raise_if_stopped()
@@ -75,4 +107,14 @@ def _on_fail(session: Session, job: JobRow, error: str) -> None:
         profile.error = error
 
 
-register_task(RUN_PROFILE, run_profile_job, _on_fail)
+def _units(session: Session, job: JobRow) -> dict[str, Any] | None:
+    """Units done / total of the job's profile, per worker, and the rate since the job began."""
+    from searchsvc.profiles.units import summary
+
+    profile = repository.get(session, int((job.params or {}).get("profile_id", 0)))
+    if profile is None:
+        return None
+    return summary(session, profile.key, job.started_at)
+
+
+register_task(RUN_PROFILE, run_profile_job, _on_fail, _units)

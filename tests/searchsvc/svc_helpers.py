@@ -121,3 +121,67 @@ def wait_job(client: httpx.Client, job_id: int, timeout: float = 240) -> dict[st
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def unit_rows(database_url: str, key: str) -> list[dict[str, Any]]:
+    """The ``profile_units`` rows of profile ``key`` (unit, state, computed, worker)."""
+    from sqlalchemy import text
+
+    from searchsvc.db.session import get_engine
+
+    with get_engine(database_url).connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT unit, state, computed, worker FROM profile_units "
+                "WHERE profile_key = :key ORDER BY id"
+            ),
+            {"key": key},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def done_units(database_url: str, key: str) -> list[dict[str, Any]]:
+    """The finished units of profile ``key``."""
+    return [r for r in unit_rows(database_url, key) if r["state"] == "done"]
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def wait_gone(pids: list[int], timeout: float = 15) -> list[int]:
+    """Wait until none of ``pids`` is alive (zombies count as gone); those still alive."""
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.2)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(check: Any, timeout: float = 120) -> Any:
+    """Poll ``check()`` until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")

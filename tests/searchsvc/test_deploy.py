@@ -78,3 +78,16 @@ def test_make_run_starts_the_dev_service() -> None:
     assert "$(STAMP)" in lines[target].split()  # sets the venv up first
     recipe = lines[target + 1]
     assert recipe == "\t$(BIN)/bitbudget serve --host $(HOST) --port $(PORT) --dev"
+
+
+def test_compose_worker_scales_and_shares_the_store() -> None:
+    """``docker compose up --scale worker=4`` needs workers without a fixed name or host port,
+    the shared volume, the shared store and both queues (the engine is not run here)."""
+    worker = _compose()["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert "bitbudget-data:/data" in worker["volumes"]
+    env = worker["environment"]
+    assert env["BITBUDGET_SHARED_STORE"].endswith(":-/data/store}")  # overridable, on /data
+    queues = Settings(worker_queues=env["BITBUDGET_WORKER_QUEUES"], api_tokens=TOKEN)
+    assert queues.worker_queues == ["bitbudget", "profile-units"]
+    assert "--scale worker=4" in (ROOT / "docs" / "service.md").read_text()

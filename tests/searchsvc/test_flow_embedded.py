@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from svc_helpers import Server, service_env, wait_job
+from svc_helpers import Server, children_of, done_units, service_env, unit_rows, wait_gone, wait_job
 
 pytestmark = pytest.mark.service
 
@@ -22,10 +22,6 @@ def _token(server: Server) -> str:
     match = re.search(r"token:\s+(bb_\S+)", server.output())
     assert match, server.output()
     return match.group(1)
-
-
-def _computed(log: Path) -> list[str]:
-    return [line.split(" ", 2)[2] for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,12 +52,16 @@ def test_embedded_flow_survives_a_restart(tmp_path: Path) -> None:
             assert r.status_code == 202, r.text
             plan, job = r.json()["plan"], r.json()["job"]
             key = api.get(f"/v1/profiles/{plan['profile_id']}").json()["key"]
-        log = tmp_path / "profiles" / key / "computed.log"
+        database = f"sqlite:///{tmp_path / 'bitbudget.db'}"
         deadline = time.monotonic() + 180
-        while not _computed(log) and time.monotonic() < deadline:
+        while not done_units(database, key) and time.monotonic() < deadline:
             time.sleep(0.1)
+        helpers = children_of(server.popen.pid)  # the profile's pool process (2 cores: one)
+        assert helpers, "the embedded profile runs its units on a local process pool"
         server.kill()  # the whole embedded service dies mid-profile
-        assert len(_computed(log)) == 1
+        assert wait_gone(helpers) == []  # its pool processes die with it
+        before = len(done_units(database, key))
+        assert 1 <= before < 4
     finally:
         server.stop()
 
@@ -72,11 +72,10 @@ def test_embedded_flow_survives_a_restart(tmp_path: Path) -> None:
             done = wait_job(api, job["id"])  # re-queued at start, resumed from the checkpoint
             assert done["state"] == "succeeded", done
             profile = api.get(f"/v1/profiles/{plan['profile_id']}").json()
-            assert profile["stats"]["resumed_units"] == 1
-            assert profile["stats"]["computed_units"] == 3  # 2 images x 2 fisher_kl stages
-            assert (
-                sorted(_computed(log)) == sorted(set(_computed(log))) and len(_computed(log)) == 4
-            )
+            assert profile["stats"]["resumed_units"] == before
+            assert profile["stats"]["computed_units"] == 4 - before  # 2 images x 2 stages
+            rows = unit_rows(database, key)  # nothing recomputed, nothing lost
+            assert len(rows) == 4 and all(r["computed"] == 1 for r in rows)
             solved = api.get(f"/v1/plans/{plan['id']}").json()
             assert solved["status"] in ("optimal", "feasible")
             assert solved["usage"]["avg_bits"] <= 6

@@ -140,7 +140,17 @@
     if (st) { st.textContent = job.state; st.className = "badge state-" + job.state + " job-state"; }
     var err = el.querySelector(".job-error");
     if (err) { err.textContent = job.error || ""; err.hidden = !job.error; }
+    var units = el.querySelector(".job-units");
+    if (units) { units.textContent = unitsLine(job.units); units.hidden = !job.units; }
     el.setAttribute("data-state", job.state);
+  }
+
+  // a profile job's units: done / total, the rate, and how many each worker computed
+  function unitsLine(u) {
+    if (!u) return "";
+    var workers = Object.keys(u.per_worker || {}).map(function (w) { return w + " " + u.per_worker[w]; });
+    return "units " + u.done + "/" + u.total + " · " + Number(u.rate_per_s).toFixed(2) + "/s" +
+      (workers.length ? " · " + workers.join(", ") : "");
   }
 
   function follow(el) {
