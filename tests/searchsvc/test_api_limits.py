@@ -125,8 +125,23 @@ def _raw_post(server: Server, path: str, headers: str, body: bytes) -> tuple[str
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{headers}"
         sock.sendall(head.encode() + b"\r\n" + body)
-        answer = sock.recv(65536).decode(errors="replace")
-    return answer, time.monotonic() - started
+        answer = b""
+        while True:  # the head and the body may come in separate packets: read the whole answer
+            part = sock.recv(65536)
+            answer += part
+            head_end = answer.find(b"\r\n\r\n")
+            if not part or (head_end >= 0 and _complete(answer, head_end)):
+                break
+    return answer.decode(errors="replace"), time.monotonic() - started
+
+
+def _complete(answer: bytes, head_end: int) -> bool:
+    """Whether ``answer`` holds the whole body its Content-Length announces."""
+    for line in answer[:head_end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(answer) - head_end - 4 >= int(value.strip())
+    return False
 
 
 def test_oversized_bodies_are_413_before_they_are_read(server: Server, api: httpx.Client) -> None:
