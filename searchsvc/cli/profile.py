@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from searchsvc.cli.common import err_console, fail, random_weights_note, user_errors
+from searchsvc.cli.common import fail, progress_bar, random_weights_note, user_errors
 
 __all__ = ["register", "default_work_dir"]
 
@@ -74,14 +73,7 @@ def profile_cmd(
             seed=seed,
             options=opts,
         )
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"{metric} on {model}", total=1.0)
             profile = run_profile(
                 req,
