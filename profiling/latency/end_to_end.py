@@ -12,7 +12,9 @@ import torch
 from profiling.latency.runtimes import WEIGHT_TYPES, torch_threads
 from profiling.latency.timing import time_callable
 
-__all__ = ["encoder_layers", "time_float_encoder"]
+__all__ = ["encoder_layers", "time_float_encoder", "MIN_DECILE_RUNS"]
+
+MIN_DECILE_RUNS = 10
 
 
 def _pixels(loaded: Any) -> torch.Tensor:
@@ -60,7 +62,9 @@ def _time_ort(loaded: Any, threads: int, warmup: int, repeats: int) -> dict[str,
         export_plan(
             plan, model=spec.name, checkpoint=spec.checkpoint, image_size=spec.size, out_dir=out
         )
-        timed = time_exported_encoder(out, threads=threads, warmup=warmup, repeats=repeats)
+        # at least 10 runs: its p10 / p90 are exclusive deciles, extrapolated below 9 samples
+        runs = max(repeats, MIN_DECILE_RUNS)
+        timed = time_exported_encoder(out, threads=threads, warmup=warmup, repeats=runs)
     keep = ("median_ms", "p10_ms", "p90_ms", "repeats")
     return {k: timed[k] for k in keep} | {"spread": timed["p90_ms"] - timed["p10_ms"]}
 

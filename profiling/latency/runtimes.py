@@ -111,7 +111,8 @@ def _ort_layer(
     from profiling.export.layer_onnx import layer_model
 
     weight: torch.Tensor = module.weight  # type: ignore[assignment]
-    proto = layer_model(entry, option, list(shape), weight=weight.detach())
+    bias = getattr(module, "bias", None)
+    proto = layer_model(entry, option, list(shape), weight=weight.detach(), bias=bias)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(
@@ -122,19 +123,24 @@ def _ort_layer(
     return lambda: session.run(None, feed)
 
 
+# the layer kinds ``layer_model`` writes as standalone ONNX graphs; others are timed in torch
+ORT_KINDS = ("linear", "conv2d")
+
+
 def layer_callable(
     runtime: str,
     entry: Mapping[str, Any],
     option: str,
     module: nn.Module,
     threads: int,
-) -> Callable[[], Any]:
-    """A zero-argument callable that runs one layer at one option on its inventory input shape."""
+) -> tuple[Callable[[], Any], str]:
+    """A zero-argument callable that runs one layer at one option on its inventory input shape,
+    and the runtime it runs in (torch for a kind ONNX Runtime has no standalone graph of)."""
     check_runtime(runtime)
     shape = entry.get("in_shape")
     if not shape:
         raise BadInput(f"layer {entry['name']}: the inventory has no input shape (it did not run)")
-    if runtime == "onnxruntime":
-        return _ort_layer(entry, option, shape, module, threads)
+    if runtime == "onnxruntime" and entry.get("kind") in ORT_KINDS:
+        return _ort_layer(entry, option, shape, module, threads), runtime
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    return torch.no_grad()(_torch_layer(module, option, x))
+    return torch.no_grad()(_torch_layer(module, option, x)), "torch"
