@@ -30,17 +30,25 @@ def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
 def _load(path: Path, hardware: str | None = None) -> object:
     """The validated problem (its latencies from a measured table when ``hardware`` names one),
     or exit 2 with the validation message."""
-    from solvers import Problem
+    from profiling.errors import BitbudgetError
+    from solvers import Problem, ProblemError
 
     try:
-        problem = Problem.load(path)
         if hardware is None:
-            return problem
-        from searchsvc.cli.hardware import resolve_table
+            return Problem.load(path)
+        from searchsvc.cli.latency import resolve_table
         from solvers.latency_table import apply_table
 
-        return Problem.from_dict(apply_table(problem.to_dict(), resolve_table(hardware)))
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProblemError(f"problem: cannot read {path} ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ProblemError("problem: must be a JSON object")
+        return Problem.from_dict(apply_table(raw, resolve_table(hardware)))
     except ValueError as exc:  # ProblemError, TableError, an unknown hardware name
+        _fail(str(exc))
+    except BitbudgetError as exc:  # a stored name that is unknown or a roofline estimate
         _fail(str(exc))
 
 

@@ -146,3 +146,36 @@ def test_killed_measurement_resumes(tmp_path: Path) -> None:
     timed = [json.loads(x) for x in lines[1:]]
     keys = [(r["layer"], r["option"]) for r in timed]
     assert len(keys) == len(set(keys))  # each cell timed exactly once across both runs
+
+
+def test_cli_solve_with_hardware_file(measured: dict[str, Any], tmp_path: Path) -> None:
+    table, inventory = measured["table"], measured["inventory"]
+    free = problem_from_profile(_profile(inventory), inventory, {})
+    raw = free.to_dict()
+    for layer in raw["layers"]:  # the roofline-free problem: latencies come from --hardware
+        for option in layer["options"]:
+            option.pop("latency_ms", None)
+    spans = [[table_ms(table, x["name"], o["id"]) for o in x["options"]] for x in raw["layers"]]
+    least = table["fixed_ms"] + sum(min(s) for s in spans)
+    most = table["fixed_ms"] + sum(max(s) for s in spans)
+    raw["budget"] = {"latency_ms": least + 0.5 * (most - least)}
+    problem = tmp_path / "problem.json"
+    problem.write_text(json.dumps(raw))
+    res = _cli("solve", str(problem), "--hardware", str(measured["out"]), "--solver", "dp")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["totals"]["latency_ms"] <= raw["budget"]["latency_ms"] * (1 + 1e-9)
+    assert plan["totals"]["latency_ms"] == pytest.approx(
+        predict_latency(table, plan["choices"]), rel=1e-12
+    )
+    raw["layers"][0]["options"].append({"id": "w2a8", "loss": 0.0, "memory_bytes": 1})
+    problem.write_text(json.dumps(raw))
+    res = _cli("solve", str(problem), "--hardware", str(measured["out"]))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"latency_table.{raw['layers'][0]['name']}.w2a8: missing" in res.stderr
+
+
+def table_ms(table: dict[str, Any], layer: str, option: str) -> float:
+    from solvers.latency_table import MeasuredProfile
+
+    return MeasuredProfile.from_dict(table).layer_ms(layer, option)
