@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from searchsvc.cli.common import err_console, fail, random_weights_note, user_errors
+from searchsvc.cli.common import err_console, fail, random_weights_note, resized_note, user_errors
 
 __all__ = ["register", "default_work_dir"]
 
@@ -103,6 +103,7 @@ def profile_cmd(
     if by_worker and not st.get("cache_hit"):
         typer.echo("units by process: " + ", ".join(f"{w} {n}" for w, n in by_worker.items()))
     random_weights_note(profile.random_weights)
+    resized_note(profile.stats.get("resized_from"))
 
 
 def register(app: typer.Typer) -> None:
