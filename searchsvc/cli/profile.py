@@ -89,7 +89,11 @@ def profile_cmd(
             options=opts,
         )
         if video:
-            cal = VideoCalibration(clips or 2, frames or 6, None if folder is None else str(folder))
+            cal = VideoCalibration(
+                2 if clips is None else clips,
+                6 if frames is None else frames,
+                None if folder is None else str(folder),
+            )
             req = video_request(req, cal)
         columns = (
             TextColumn("{task.description}"),
