@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from video_hierarchical import hierarchical_vs_image
+from video_hierarchical import hierarchical_vs_image, price
 
 from profiling.calibration import load_source, make_sets
 from profiling.inventory import build_inventory
@@ -49,20 +49,11 @@ from profiling.video.fidelity import mean_scores
 from profiling.video.memory import make_policy
 from profiling.video.track import encode_frames, frames_tensor
 from profiling.video.validation import object_bias_of, run_clip, score_clip, video_ready
-from solvers import Problem, solve
+from solvers import solve
 
 OUT = Path(__file__).parent / "results" / "video.json"
 CANDIDATES = ("w8a8", "w6a8", "w4a8")
 TARGET_CUT, TARGET_JF = 0.30, 1.0
-
-
-def price(problem: Problem, choices: dict[str, str]) -> float:
-    """Memory bytes of ``choices`` under ``problem``."""
-    memory = float(problem.fixed.get("memory_bytes", 0.0))
-    for layer in problem.layers:
-        opt = next(o for o in layer.options if o.id == choices[layer.name])
-        memory += float(opt.costs.get("memory_bytes", 0.0))
-    return memory
 
 
 def plans(args: argparse.Namespace, loaded: Any, work: Path) -> dict[str, dict[str, Any]]:

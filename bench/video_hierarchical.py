@@ -31,10 +31,11 @@ from profiling.video.hierarchical import (
 from profiling.video.profile import MEMORY_PREFIXES
 from solvers import Problem, solve
 
-__all__ = ["hierarchical_vs_image"]
+__all__ = ["hierarchical_vs_image", "price"]
 
 
-def _price(problem: Problem, choices: dict[str, str]) -> float:
+def price(problem: Problem, choices: dict[str, str]) -> float:
+    """Memory bytes of ``choices`` under ``problem``."""
     memory = float(problem.fixed.get("memory_bytes", 0.0))
     for layer in problem.layers:
         opt = next(o for o in layer.options if o.id == choices[layer.name])
@@ -46,7 +47,7 @@ def _summary(problem: Problem, choices: dict[str, str], plan: Any) -> dict[str, 
     bits = [int(c[1:].split("a")[0]) for c in choices.values()]
     mem = [int(c[1:].split("a")[0]) for n, c in choices.items() if n.startswith(MEMORY_PREFIXES)]
     return {
-        "memory_bytes": _price(problem, choices),
+        "memory_bytes": price(problem, choices),
         "mean_layer_bits": float(np.mean(bits)),
         "memory_path_layers": len(mem),
         "memory_path_mean_bits": float(np.mean(mem)) if mem else None,
@@ -76,7 +77,7 @@ def _plans(
     p_hier = problem_from_profile(merged, inv, {})
     want = f"w{args.bits}a8"
     uni = {ly.name: want if want in ly.option_ids() else ly.options[0].id for ly in p_img.layers}
-    budget = _price(p_img, uni)
+    budget = price(p_img, uni)
     out: dict[str, Any] = {}
     for name, problem in (("image_only", p_img), ("hierarchical", p_hier)):
         plan = solve(problem.with_budget(memory_bytes=budget), "cpsat", time_limit=args.solve_s)
