@@ -1,0 +1,148 @@
+"""Validate what ships: the plan's ONNX export run in ONNX Runtime on the held-out images.
+
+``ort_section`` measures the exported graphs (``profiling.export``) with the same fidelity
+metrics as the fake-quant validation (``profiling.evaluate``, against the float PyTorch model),
+the agreement of the exported model with the fake-quant one (mask IoU / KL of ONNX Runtime's
+masks against fake-quant's), the difference of each metric from the fake-quant fidelity, and the
+exported files as they lie on disk (bytes, sha256). ``validate_plan(..., runtime="onnxruntime")``
+puts it under ``runtime`` and makes its metrics the validation's ``metrics``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from profiling.calibration import CalibrationSet
+from profiling.errors import BadInput
+from profiling.evaluate import measure_fidelity
+from profiling.models import LoadedModel
+from profiling.models.adapter import TaskAdapter
+
+__all__ = ["RUNTIMES", "check_runtime", "export_files", "metric_difference", "ort_section"]
+
+RUNTIMES = ("pytorch", "onnxruntime")
+ORT_THREADS = 2
+
+Progress = Callable[[float, str], None]
+
+
+def check_runtime(runtime: str) -> str:
+    """The runtime name, or a ``BadInput`` listing the known ones."""
+    if runtime not in RUNTIMES:
+        raise BadInput(f"runtime: unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_files(folder: Path | str) -> dict[str, Any]:
+    """The files of an export folder as they lie on disk: each one's bytes and sha256, and
+    ``file_bytes``, their total (what ships). The files are those ``manifest.json`` lists,
+    plus the manifest itself; a folder without a manifest is refused."""
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise BadInput(f"{folder}: not an export folder (no manifest.json); run bitbudget export")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{manifest_path}: unreadable manifest ({exc})") from None
+    listed = manifest.get("files") if isinstance(manifest, Mapping) else None
+    names = sorted(listed) if isinstance(listed, Mapping) else []
+    names = names or sorted(p.name for p in folder.glob("*.onnx"))
+    files: dict[str, Any] = {}
+    for name in [*names, "manifest.json"]:
+        path = folder / name
+        if not path.is_file():
+            raise BadInput(f"{folder}: {name} is missing; export the plan again")
+        files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {
+        "folder": str(folder),
+        "files": files,
+        "file_bytes": sum(f["bytes"] for f in files.values()),
+    }
+
+
+def metric_difference(runtime: Mapping[str, Any], fake_quant: Mapping[str, Any]) -> dict[str, Any]:
+    """``runtime - fake_quant`` for every float metric both measured (None where one did not)."""
+    out: dict[str, Any] = {}
+    for key, value in runtime.items():
+        other = fake_quant.get(key)
+        if isinstance(value, float) and isinstance(other, float):
+            out[key] = value - other
+        elif isinstance(value, float) or isinstance(other, float):
+            out[key] = None
+    return out
+
+
+def _export(
+    loaded: LoadedModel, plan: Mapping[str, Any], calib: CalibrationSet, out_dir: Path,
+    say: Progress,
+) -> None:  # fmt: skip
+    from profiling.export.bundle import export_plan
+
+    spec = loaded.spec
+    checkpoint = Path(spec.checkpoint) if spec.checkpoint else None
+
+    def progress(message: str, fraction: float) -> None:
+        say(0.62 + 0.14 * fraction, f"export: {message}")
+
+    export_plan(
+        plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size, out_dir=out_dir,
+        calibration=calib, progress=progress,
+    )  # fmt: skip
+
+
+def ort_section(
+    loaded: LoadedModel,
+    plan: Mapping[str, Any],
+    calib: CalibrationSet,
+    heldout: CalibrationSet,
+    fake_quant: TaskAdapter,
+    fake_quant_metrics: Mapping[str, Any],
+    *,
+    export_dir: Path | str,
+    exported: bool = False,
+    multimask: bool = False,
+    threads: int = ORT_THREADS,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The ``runtime`` section: the export in ``export_dir`` (written there first unless
+    ``exported``) run in ONNX Runtime on ``heldout``, against the float model and against the
+    fake-quant model ``fake_quant`` (whose fidelity is ``fake_quant_metrics``)."""
+    import onnxruntime
+
+    from profiling.export.ort_model import OrtModel
+
+    say = progress or (lambda f, m: None)
+    folder = Path(export_dir)
+    if not exported:
+        say(0.62, "exporting the plan to ONNX")
+        _export(loaded, plan, calib, folder, say)
+    files = export_files(folder)
+    say(0.78, "running the exported graphs in ONNX Runtime on the held-out images")
+    ort: Any = OrtModel(folder, threads=threads)  # TaskAdapter's interface
+    ref = TaskAdapter(loaded, multimask)
+    fid = measure_fidelity(ref, ort, heldout.samples).to_dict()
+    say(0.84, "comparing ONNX Runtime with fake-quant")
+    agree = measure_fidelity(fake_quant, ort, heldout.samples)
+    return {
+        "name": "onnxruntime",
+        "version": onnxruntime.__version__,
+        "threads": threads,
+        "metrics": fid,
+        "fake_quant": dict(fake_quant_metrics),
+        "difference": metric_difference(fid, fake_quant_metrics),
+        "vs_fake_quant": {k: v for k, v in agree.to_dict().items() if not k.startswith("gt_")},
+        "export": files,
+    }
