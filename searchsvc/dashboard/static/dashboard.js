@@ -129,6 +129,51 @@
     });
   }
 
+  // the plan page's Export button: POST /v1/plans/{id}/exports, then follow the job in place;
+  // the page reloads when it ends (with the download link, or the error)
+  function setupExport() {
+    var button = document.getElementById("export-button");
+    if (!button) return;
+    button.addEventListener("click", function () {
+      var out = document.getElementById("export-result");
+      if (!token()) {
+        say(out, "Enter the API token at the top first (bitbudget serve --dev prints one).", "error-text");
+        document.getElementById("token-input").focus();
+        return;
+      }
+      say(out, "sending…");
+      fetch(root + "/v1/plans/" + button.getAttribute("data-plan-id") + "/exports", {
+        method: "POST",
+        headers: { "Authorization": "Bearer " + token() }
+      }).then(function (r) {
+        return r.json().then(function (json) { return { status: r.status, json: json }; });
+      }).then(function (res) {
+        if (res.status === 200) { window.location.reload(); return; }
+        if (res.status !== 202) {
+          var err = (res.json && res.json.error) || {};
+          say(out, (err.message || ("HTTP " + res.status)) +
+            (res.status === 401 ? " (enter a valid API token at the top)" : ""), "error-text");
+          return;
+        }
+        var job = res.json.job;
+        var el = document.createElement("div");
+        el.className = "job";
+        el.id = "export-job";
+        el.setAttribute("data-job-id", job.id);
+        el.innerHTML = '<div class="job-head"><strong>export</strong> · job #' + job.id +
+          ' <span class="job-state badge"></span></div>' +
+          '<div class="bar"><div class="fill"></div></div>' +
+          '<div class="job-msg"><span class="job-pct"></span> · <span class="job-text"></span></div>' +
+          '<div class="job-error error-text" hidden></div>';
+        button.parentNode.replaceWith(el);
+        updateJob(el, job);
+        follow(el);
+      }).catch(function (exc) {
+        say(out, "could not reach the server: " + exc, "error-text");
+      });
+    });
+  }
+
   function updateJob(el, job) {
     var pct = (job.progress * 100).toFixed(1) + "%";
     var fill = el.querySelector(".fill");
@@ -239,6 +284,7 @@
     setupToken();
     setupBudgetForm();
     setupExactFront();
+    setupExport();
     setupJobs();
     setupFront();
     setupHeatmap();
