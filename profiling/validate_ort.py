@@ -10,8 +10,6 @@ puts it under ``runtime`` and makes its metrics the validation's ``metrics``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from profiling.errors import BadInput
 from profiling.evaluate import measure_fidelity
 from profiling.models import LoadedModel
 from profiling.models.adapter import TaskAdapter
+from profiling.shipped import export_files
 
 __all__ = ["RUNTIMES", "check_runtime", "export_files", "metric_difference", "ort_section"]
 
@@ -35,42 +34,6 @@ def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise BadInput(f"runtime: unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     return runtime
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def export_files(folder: Path | str) -> dict[str, Any]:
-    """The files of an export folder as they lie on disk: each one's bytes and sha256, and
-    ``file_bytes``, their total (what ships). The files are those ``manifest.json`` lists,
-    plus the manifest itself; a folder without a manifest is refused."""
-    folder = Path(folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise BadInput(f"{folder}: not an export folder (no manifest.json); run bitbudget export")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{manifest_path}: unreadable manifest ({exc})") from None
-    listed = manifest.get("files") if isinstance(manifest, Mapping) else None
-    names = sorted(listed) if isinstance(listed, Mapping) else []
-    names = names or sorted(p.name for p in folder.glob("*.onnx"))
-    files: dict[str, Any] = {}
-    for name in [*names, "manifest.json"]:
-        path = folder / name
-        if not path.is_file():
-            raise BadInput(f"{folder}: {name} is missing; export the plan again")
-        files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    return {
-        "folder": str(folder),
-        "files": files,
-        "file_bytes": sum(f["bytes"] for f in files.values()),
-    }
 
 
 def metric_difference(runtime: Mapping[str, Any], fake_quant: Mapping[str, Any]) -> dict[str, Any]:

@@ -424,7 +424,7 @@ def gate_cmd(
     _runtime(runtime, None)
     on_disk = None
     if export is not None:
-        from profiling.validate_ort import export_files
+        from profiling.shipped import export_files
 
         try:
             on_disk = int(export_files(export)["file_bytes"])

@@ -10,7 +10,6 @@ newest export as ``export``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from collections.abc import Mapping
@@ -43,7 +42,6 @@ __all__ = [
     "export_folder",
     "set_state",
     "write_zip",
-    "sha256_of",
 ]
 
 EXPORT = "plans.export"
@@ -224,15 +222,6 @@ def set_state(session: Session, artifact_id: int, **changes: Any) -> ArtifactRow
     if row is not None:
         row.doc = dict(row.doc or {}) | changes
     return row
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 hex of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_zip(folder: Path, target: Path) -> None:

@@ -38,6 +38,8 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
     """Export the job's plan into its folder, zip it, record the manifest and the zip."""
     from profiling.export.bundle import export_plan
 
+    from profiling.shipped import sha256_file
+
     plan_id, artifact_id = int(ctx.params["plan_id"]), int(ctx.params["artifact_id"])
     ids = {"plan_id": plan_id, "artifact_id": artifact_id}
     inputs = _inputs(ctx, plan_id, artifact_id)
@@ -62,7 +64,7 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.92, "zipping the export")
     service.write_zip(folder, zipped)
     on_disk = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    digest = service.sha256_of(zipped)
+    digest = sha256_file(zipped)
     with ctx.session() as session:
         row = service.set_state(
             session, artifact_id, status="done", manifest=manifest, folder=str(folder),

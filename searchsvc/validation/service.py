@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -235,14 +234,6 @@ def start(session: Session, *, validation_id: int) -> tuple[ValidationRow, PlanR
     return row, plan
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def store_result(
     session: Session, *, validation_id: int, doc: dict[str, Any], path: Path, job_id: int | None
 ) -> ArtifactRow:
@@ -259,7 +250,9 @@ def store_result(
         art = ArtifactRow(kind="packed", key=artifact_key(plan.id), plan_id=plan.id)
         session.add(art)
     art.model_id, art.path, art.job_id = plan.model_id, str(path), job_id
-    art.size_bytes, art.sha256 = path.stat().st_size, _sha256(path)
+    from profiling.shipped import sha256_file
+
+    art.size_bytes, art.sha256 = path.stat().st_size, sha256_file(path)
     art.doc = {"measured_bytes": doc["size"]["measured_bytes"], "format": "bitbudget.artifact/v1"}
     session.flush()
     return art
@@ -295,7 +288,7 @@ def artifact_file(session: Session, *, plan_id: int) -> tuple[Path, ArtifactRow]
 
 def _exported_bytes(session: Session, *, plan_id: int) -> int | None:
     """The plan's newest finished export, its files as they lie on disk now (None: none)."""
-    from profiling.validate_ort import export_files
+    from profiling.shipped import export_files
     from searchsvc.exports.service import export_folder
 
     folder = export_folder(session, plan_id=plan_id)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from profiling.errors import BadInput
-from profiling.validate_ort import export_files, metric_difference
+from profiling.shipped import export_files
+from profiling.validate_ort import metric_difference
 from searchsvc.validation.gate import GateLimits, gate_checks
 
 
