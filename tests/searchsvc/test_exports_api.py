@@ -162,19 +162,24 @@ def test_cli_validate_against_the_server(server: Server, plan: Any, exported: An
 def test_unexpressible_plan_is_a_422_with_the_cli_line(
     api: httpx.Client, pg_url: str, tmp_path: Path
 ) -> None:
-    """A plan ONNX cannot express (PTQ4SAM AGQ's log2 softmax levels) is refused at once, with
-    the line ``bitbudget export`` prints for the same plan, and nothing is written."""
+    """A plan ONNX cannot express (PTQ4SAM AGQ's log2 levels on a quantized post-softmax
+    attention matmul) is refused at once, with the line ``bitbudget export`` prints for the same
+    plan, and nothing is queued or written."""
     from searchsvc.db.session import session_scope
-    from searchsvc.db.tables import PlanRow
+    from searchsvc.db.tables import ModelRow, PlanRow
 
     other = solved_plan(api, avg_bits=5)
     with session_scope(pg_url) as session:
         row = session.get(PlanRow, other["id"])
-        assert row is not None and row.doc is not None
-        row.doc = {**row.doc, "options": {"agq": True}}
+        model = session.get(ModelRow, other["model_id"])
+        assert row is not None and row.doc is not None and model is not None
+        site = next(x["name"] for x in model.inventory["layers"] if x["kind"] == "matmul_sv")
+        choices = {**row.doc["choices"], site: "w8a8"}
+        row.doc = {**row.doc, "choices": choices, "options": {"agq": True}}
     r = api.post(f"/v1/plans/{other['id']}/exports")
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
+    assert site in message and "agq" in message
     assert api.get(f"/v1/plans/{other['id']}/exports").json()["total"] == 0
     doc = api.get(f"/v1/plans/{other['id']}").json()["plan"]
     (tmp_path / "plan.json").write_text(json.dumps(doc))
