@@ -44,7 +44,7 @@ def export_files(folder: Path | str) -> dict[str, Any]:
             raise BadInput(f"{folder}: {name} is missing; export the plan again")
         files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return {
-        "folder": str(folder),
+        "folder": str(folder.resolve()),
         "files": files,
         "file_bytes": sum(f["bytes"] for f in files.values()),
     }

@@ -117,7 +117,7 @@ def test_validation_in_onnxruntime(api: httpx.Client, plan: Any, exported: Any) 
     assert doc["metrics"] == ort["metrics"] and ort["metrics"]["masks"] > 0
     fq = ort["fake_quant"]
     assert ort["difference"]["iou"] == pytest.approx(ort["metrics"]["iou"] - fq["iou"])
-    assert 0 <= ort["vs_fake_quant"]["iou"] <= 1
+    assert 0.95 <= ort["vs_fake_quant"]["iou"] <= 1  # a w8a8 / w4a16 mix
     # it ran the plan's own export: the files that download
     files = ort["export"]["files"]
     assert ort["export"]["file_bytes"] == exported["file_bytes"]
