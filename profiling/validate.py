@@ -276,6 +276,7 @@ def validate_plan(
         "format": VALIDATION_FORMAT,
         "model": {"name": loaded.spec.name, "image_size": loaded.spec.size},
         "random_weights": loaded.random_weights,
+        "resized_from": loaded.resized_from,
         "plan": {
             "status": plan.get("status"),
             "layers": len(qplan.specs),

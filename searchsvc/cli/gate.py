@@ -20,7 +20,13 @@ from typing import Any, NoReturn
 import typer
 from rich.table import Table
 
-from searchsvc.cli.common import console, err_console, print_json, random_weights_note
+from searchsvc.cli.common import (
+    console,
+    err_console,
+    print_json,
+    random_weights_note,
+    resized_note,
+)
 
 __all__ = ["register", "EXIT_PASS", "EXIT_FAIL", "EXIT_INPUT"]
 
@@ -376,6 +382,7 @@ def validate_cmd(
     for reason in doc.get("reasons", []):
         console.print(f"[red]reason:[/] {reason}", highlight=False)
     random_weights_note(bool(doc.get("random_weights")))
+    resized_note(doc.get("resized_from"))
 
 
 def gate_cmd(

@@ -14,6 +14,7 @@ from searchsvc.cli.common import (
     print_json,
     random_weights_note,
     read_json_plan,
+    resized_note,
     user_errors,
 )
 
@@ -82,6 +83,7 @@ def _run(args: dict[str, Any]) -> dict[str, Any]:
         "measured_bytes": measured,
         **_float_totals(loaded.module),
         "random_weights": loaded.random_weights,
+        "resized_from": loaded.resized_from,
         "layers_quantized": len(plan.specs),
         "options": plan.options.to_dict(),
         "uncalibrated": report_of(qmodel).uncalibrated,
@@ -105,6 +107,7 @@ def _table(res: dict[str, Any], out: Path) -> None:
     console.print(table)
     console.print(f"layers quantized: {res['layers_quantized']}; methods: {res['options']}")
     random_weights_note(res["random_weights"])
+    resized_note(res["resized_from"])
 
 
 def quantize_cmd(

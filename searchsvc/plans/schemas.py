@@ -10,6 +10,7 @@ from pydantic.json_schema import JsonDict
 
 from searchsvc.bounds import MAX_BOPS_G, MAX_ID, MAX_LATENCY_MS, MAX_MEMORY_MB, Candidates, Name
 from searchsvc.jobs.schemas import JobOut
+from searchsvc.profiles.schemas import VideoProfile, video_options
 from searchsvc.validation.schemas import ValidationRequest
 
 __all__ = [
@@ -97,11 +98,25 @@ class PlanCreate(BaseModel):
     )
     candidates: Candidates | None = Field(None, description="profile candidates")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+    video: bool | VideoProfile = Field(
+        False,
+        description="SAM2: solve over the hierarchical profile (memory path profiled on clips, "
+        "so memory attention / encoder get real options); a validation then measures J&F too",
+    )
+
+    def video_profile(self) -> dict[str, int] | None:
+        """The clips of the hierarchical profile (None: image-only)."""
+        return video_options(self.video)
 
     def validation_request(self) -> dict[str, Any] | None:
-        """The validation options (``"validate": {...}``); None for a plain true / false."""
+        """The validation options (``"validate": {...}``); None for a plain true / false. A video
+        plan validated with a plain ``true`` is validated by J&F too (default clips)."""
         v = self.validate_plan
-        return v.options() if isinstance(v, ValidationRequest) else None
+        if isinstance(v, ValidationRequest):
+            return v.options()
+        if v is True and self.video is not False:
+            return ValidationRequest.model_validate({"video": True}).options()
+        return None
 
 
 class PlanOut(BaseModel):
@@ -122,6 +137,9 @@ class PlanOut(BaseModel):
     usage: dict[str, float]
     plan: dict[str, Any] | None = Field(
         description="the bitbudget.plan/v1 document, with the model it is for under `model`"
+    )
+    video: dict[str, Any] | None = Field(
+        None, description="the clips of the hierarchical (video) profile the plan was solved on"
     )
     model: dict[str, Any] = Field(
         default_factory=dict,

@@ -49,6 +49,7 @@
       var body = { model_id: Number(form.getAttribute("data-model-id")), budget: budget,
         method: f.method.value, solver: f.solver.value, validate: f.validate.checked };
       if (f.video && f.video.checked) body.validate = { video: true };  /* J&F implies validating */
+      if (f.video_profile && f.video_profile.checked) body.video = true;  /* hierarchical profile */
       var cands = f.candidates.value.split(",").map(function (s) { return s.trim(); })
         .filter(function (s) { return s; });
       if (cands.length) body.candidates = cands;
