@@ -21,7 +21,14 @@ from profiling.models import LoadedModel
 from profiling.models.adapter import TaskAdapter
 from profiling.shipped import export_files
 
-__all__ = ["RUNTIMES", "check_runtime", "export_files", "metric_difference", "ort_section"]
+__all__ = [
+    "RUNTIMES",
+    "check_runtime",
+    "check_exported_weights",
+    "export_files",
+    "metric_difference",
+    "ort_section",
+]
 
 RUNTIMES = ("pytorch", "onnxruntime")
 ORT_THREADS = 2
@@ -34,6 +41,18 @@ def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise BadInput(f"runtime: unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     return runtime
+
+
+def check_exported_weights(manifest: Mapping[str, Any], weights_hash: str) -> None:
+    """Refuse an export whose weights are not the model's (``export_plan`` rebuilds the model
+    from its name and checkpoint: a model registered with another seed gets other weights)."""
+    got = str(manifest.get("weights_hash") or "")
+    if got != weights_hash:
+        seed = (manifest.get("model") or {}).get("seed")
+        raise BadInput(
+            f"the export holds weights {got[:12]}…, not the model's {weights_hash[:12]}… "
+            f"(export_plan built seed {seed}); export a model of seed 0 or with a checkpoint"
+        )
 
 
 def metric_difference(runtime: Mapping[str, Any], fake_quant: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,10 +79,11 @@ def _export(
     def progress(message: str, fraction: float) -> None:
         say(0.62 + 0.14 * fraction, f"export: {message}")
 
-    export_plan(
+    manifest = export_plan(
         plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size, out_dir=out_dir,
         calibration=calib, progress=progress,
     )  # fmt: skip
+    check_exported_weights(manifest, loaded.weights_hash)
 
 
 def ort_section(

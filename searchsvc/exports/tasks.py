@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from searchsvc.db.tables import JobRow
-from searchsvc.errors import NotFound
+from searchsvc.errors import BadInput, NotFound
 from searchsvc.exports import service
 from searchsvc.exports.service import EXPORT
 from searchsvc.jobs.context import JobContext
@@ -37,8 +38,8 @@ def _inputs(ctx: JobContext, plan_id: int, artifact_id: int) -> dict[str, Any] |
 def run_export_job(ctx: JobContext) -> dict[str, Any]:
     """Export the job's plan into its folder, zip it, record the manifest and the zip."""
     from profiling.export.bundle import export_plan
-
     from profiling.shipped import sha256_file
+    from profiling.validate_ort import check_exported_weights
 
     plan_id, artifact_id = int(ctx.params["plan_id"]), int(ctx.params["artifact_id"])
     ids = {"plan_id": plan_id, "artifact_id": artifact_id}
@@ -61,6 +62,11 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
         out_dir=folder, calibration=calib, progress=progress,
     )  # fmt: skip
     ctx.raise_if_stopped()
+    try:
+        check_exported_weights(manifest, inputs["plan"]["model"]["weights_hash"])
+    except BadInput:
+        shutil.rmtree(folder, ignore_errors=True)  # a whole export, but of other weights
+        raise
     ctx.progress(0.92, "zipping the export")
     service.write_zip(folder, zipped)
     on_disk = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())

@@ -110,3 +110,13 @@ def test_gate_cli_weighs_an_export_folder(tmp_path: Path) -> None:
         bad = _gate(*args)
         assert bad.returncode == 2, (args, bad.stdout)
         assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
+
+
+def test_an_export_of_other_weights_is_refused() -> None:
+    from profiling.validate_ort import check_exported_weights
+
+    manifest = {"weights_hash": "0bd927f1db94d138", "model": {"seed": 0}}
+    check_exported_weights(manifest, "0bd927f1db94d138")
+    refused = r"not the model's 1234567890ab… \(export_plan built seed 0\)"
+    with pytest.raises(BadInput, match=refused):
+        check_exported_weights(manifest, "1234567890abcdef")
