@@ -39,6 +39,7 @@ TASK_MODULES = [
     "searchsvc.plans.tasks",
     "searchsvc.pareto.tasks",
     "searchsvc.validation.tasks",
+    "searchsvc.exports.tasks",
 ]
 
 

@@ -154,6 +154,9 @@ class PlanOut(BaseModel):
     refinement: dict[str, Any] | None = Field(
         None, description="the newest LSC refinement: status, steps, fidelity before / after"
     )
+    export: dict[str, Any] | None = Field(
+        None, description="the newest ONNX export: status, job, download url, sizes"
+    )
 
 
 class PlanAccepted(BaseModel):

@@ -452,4 +452,5 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         created_at=plan.created_at,
         validation=None,
         refinement=None,
+        export=None,
     )
