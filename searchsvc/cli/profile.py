@@ -52,6 +52,12 @@ def profile_cmd(
     threads: int = typer.Option(
         None, min=1, help="torch threads per process (default cores / processes)"
     ),
+    attention: bool = typer.Option(
+        False, "--attention", help="also profile the attention matmul sites (qk, sv)"
+    ),
+    attention_options: str = typer.Option(
+        None, help="attention site options, e.g. a8,a4,a8log (default a8,a6,a4 + log2 for sv)"
+    ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
     from profiling.models import ModelSpec
@@ -64,7 +70,11 @@ def profile_cmd(
             tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
         )
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
-        opts = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        opts: dict[str, object] = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        if attention:
+            opts["attention"] = True
+        if attention_options is not None:
+            opts["attention_options"] = [o.strip() for o in attention_options.split(",")]
         req = ProfileRequest(
             spec,
             metric=metric,

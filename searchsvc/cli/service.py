@@ -220,6 +220,12 @@ def plan_cmd(
     images: int = typer.Option(None, "--images", help="calibration images"),
     candidates: str = typer.Option(None, "--candidates", help="comma-separated, e.g. w8a8,w4a8"),
     as_json: bool = typer.Option(False, "--json", help="print the plan resource as JSON"),
+    attention: bool = typer.Option(
+        False, "--attention", help="attention matmul sites in the plan (profiled with it)"
+    ),
+    attention_options: str = typer.Option(
+        None, "--attention-options", help="attention site options, e.g. a8,a4,a8log"
+    ),
 ) -> None:
     """Profile MODEL if needed, solve the budget and print the plan (same DB as the API)."""
     from pydantic import ValidationError
@@ -231,6 +237,8 @@ def plan_cmd(
     limits |= {"bops_g": bops_g, "avg_bits": avg_bits, "hardware": hardware}
     fields = {"model_id": 1, "budget": limits, "method": method, "solver": solver}
     try:
+        site_opts = [o.strip() for o in attention_options.split(",")] if attention_options else None
+        fields |= {"attention": attention, "attention_options": site_opts}
         body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
     except ValidationError as exc:  # one line naming each field (--memory-mb 1e308: memory_mb)
         fail("; ".join(_field_error(e) for e in exc.errors()))

@@ -8,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from searchsvc.bounds import MAX_BOPS_G, MAX_ID, MAX_LATENCY_MS, MAX_MEMORY_MB, Candidates, Name
+from searchsvc.bounds import (
+    MAX_BOPS_G,
+    MAX_ID,
+    MAX_LATENCY_MS,
+    MAX_MEMORY_MB,
+    Candidates,
+    Name,
+    SiteOptions,
+)
 from searchsvc.jobs.schemas import JobOut
 from searchsvc.validation.schemas import ValidationRequest
 
@@ -97,6 +105,10 @@ class PlanCreate(BaseModel):
     )
     candidates: Candidates | None = Field(None, description="profile candidates")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+    attention: bool = Field(False, description="attention matmul sites in the plan")
+    attention_options: SiteOptions | None = Field(
+        None, description="attention site options (default a8,a6,a4 and a8log,a6log,a4log)"
+    )
 
     def validation_request(self) -> dict[str, Any] | None:
         """The validation options (``"validate": {...}``); None for a plain true / false."""

@@ -275,7 +275,15 @@ def draft_plan(
     solver = body.solver or settings.default_solver
     _check(method, solver, body.budget.hardware)
     model = get_model(session, model_id=body.model_id)
-    request = profile_request(settings, model, method, body.candidates, body.images)
+    request = profile_request(
+        settings,
+        model,
+        method,
+        body.candidates,
+        body.images,
+        body.attention,
+        body.attention_options,
+    )
     key = request.key(model.weights_hash)
     draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
     profile = profiles.by_key(session, key)

@@ -31,7 +31,15 @@ def request_profile(
 ) -> JSONResponse:
     """Profile a model (202 with the job); 200 with no job when that profile already exists."""
     model = get_model(session, model_id=model_id)
-    request = service.profile_request(settings, model, body.metric, body.candidates, body.images)
+    request = service.profile_request(
+        settings,
+        model,
+        body.metric,
+        body.candidates,
+        body.images,
+        body.attention,
+        body.attention_options,
+    )
     profile, job = service.request_profile(
         session, settings=settings, model=model, request=request, direct=True
     )
