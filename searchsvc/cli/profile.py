@@ -56,7 +56,7 @@ def profile_cmd(
         False, "--attention", help="also profile the attention matmul sites (qk, sv)"
     ),
     attention_options: str = typer.Option(
-        None, help="attention site options, e.g. a8,a4,a8log (default a8,a6,a4 + log2 for sv)"
+        None, help="attention site options, e.g. a8,a4,a8log (implies --attention)"
     ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
@@ -71,7 +71,7 @@ def profile_cmd(
         )
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
         opts: dict[str, object] = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
-        if attention:
+        if attention or attention_options is not None:  # options imply --attention
             opts["attention"] = True
         if attention_options is not None:
             opts["attention_options"] = [o.strip() for o in attention_options.split(",")]

@@ -224,7 +224,7 @@ def plan_cmd(
         False, "--attention", help="attention matmul sites in the plan (profiled with it)"
     ),
     attention_options: str = typer.Option(
-        None, "--attention-options", help="attention site options, e.g. a8,a4,a8log"
+        None, "--attention-options", help="site options, e.g. a8,a4,a8log (implies --attention)"
     ),
 ) -> None:
     """Profile MODEL if needed, solve the budget and print the plan (same DB as the API)."""
@@ -238,7 +238,7 @@ def plan_cmd(
     fields = {"model_id": 1, "budget": limits, "method": method, "solver": solver}
     try:
         site_opts = [o.strip() for o in attention_options.split(",")] if attention_options else None
-        fields |= {"attention": attention, "attention_options": site_opts}
+        fields |= {"attention": attention or bool(site_opts), "attention_options": site_opts}
         body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
     except ValidationError as exc:  # one line naming each field (--memory-mb 1e308: memory_mb)
         fail("; ".join(_field_error(e) for e in exc.errors()))
