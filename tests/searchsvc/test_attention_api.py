@@ -136,3 +136,28 @@ def test_bad_site_options_are_one_line(api: httpx.Client, model_id: int, tmp_pat
         "attention_options",
         "'a5'",
     )
+
+
+@pytest.mark.slow
+def test_refine_and_validate_a_plan_with_sites(sam2_micro: Any, tmp_path: Path) -> None:
+    """``refine`` (LSC) and ``validate`` apply the sites a plan names; the artifact matches the
+    plan's priced size (sites' qparams included) within the 0.5 % tolerance."""
+    from profiling.inventory import build_inventory
+    from profiling.validate import priced_plan
+
+    inv = build_inventory(sam2_micro).to_json()
+    choices = {x["name"]: "w4a8" for x in inv["layers"] if x.get("weight_numel")}
+    sites = [x["name"] for x in inv["layers"] if SITE.search(x["name"])]
+    choices |= {n: "a4log" if n.endswith("sv_matmul") else "a8" for n in sites}
+    doc = priced_plan(inv, choices) | {"status": "optimal", "model": {"name": "sam2-micro"}}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(doc))
+    sidecar = tmp_path / "clipping.safetensors"
+    small = ["--images", "1", "--holdout", "1"]
+    res = _cli("refine", str(plan), "--steps", "1", *small, "--out", str(sidecar))
+    assert res.returncode == 0, res.stderr
+    res = _cli("validate", str(plan), *small, "--clipping", str(sidecar), "--json")
+    assert res.returncode == 0, res.stderr
+    validated = json.loads(res.stdout)
+    assert validated["size"]["relative_error"] <= 0.005
+    assert validated["plan"]["layers"] == len(choices)
