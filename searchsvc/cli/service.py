@@ -225,6 +225,12 @@ def plan_cmd(
     ),
     clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
     frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
+    attention: bool = typer.Option(
+        False, "--attention", help="attention matmul sites in the plan (profiled with it)"
+    ),
+    attention_options: str = typer.Option(
+        None, "--attention-options", help="site options, e.g. a8,a4,a8log (implies --attention)"
+    ),
 ) -> None:
     """Profile MODEL if needed, solve the budget and print the plan (same DB as the API)."""
     from pydantic import ValidationError
@@ -241,6 +247,8 @@ def plan_cmd(
         counts = {"clips": clips, "frames": frames}
         fields["video"] = {k: v for k, v in counts.items() if v is not None}
     try:
+        site_opts = [o.strip() for o in attention_options.split(",")] if attention_options else None
+        fields |= {"attention": attention or bool(site_opts), "attention_options": site_opts}
         body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
     except ValidationError as exc:  # one line naming each field (--memory-mb 1e308: memory_mb)
         fail("; ".join(_field_error(e) for e in exc.errors()))
