@@ -16,11 +16,18 @@ from profiling.models import LoadedModel
 from profiling.quant.pack import predict_bytes
 from profiling.quant.plan import QuantPlan
 
-__all__ = ["MANIFEST_FORMAT", "PLAN_FORMATS", "plan_doc", "plan_hash", "build_manifest"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "INT_TYPES",
+    "PLAN_FORMATS",
+    "plan_doc",
+    "plan_hash",
+    "build_manifest",
+]
 
 PLAN_FORMATS = ("bitbudget.plan/v1", "bitbudget.quant_plan/v1")
-_INT_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4}
-_INT_TYPES |= {onnx.TensorProto.UINT4, onnx.TensorProto.INT2, onnx.TensorProto.UINT2}
+INT_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4}
+INT_TYPES |= {onnx.TensorProto.UINT4, onnx.TensorProto.INT2, onnx.TensorProto.UINT2}
 _WIDTH = {"INT8": 8, "UINT8": 8, "INT4": 4, "UINT4": 4, "INT2": 2, "UINT2": 2}
 
 
@@ -62,7 +69,7 @@ def _int_bytes(graphs: Mapping[str, onnx.ModelProto]) -> int:
         len(i.raw_data)
         for m in graphs.values()
         for i in m.graph.initializer
-        if i.data_type in _INT_TYPES
+        if i.data_type in INT_TYPES
     )
 
 

@@ -36,6 +36,7 @@ from profiling.quant.spec import PerTensor
 from profiling.sensitivity.context import Context
 from profiling.sensitivity.perturb import quantized_weight, widen
 from profiling.sensitivity.request import sample_fraction
+from profiling.sensitivity.sites import run_site_fisher
 
 __all__ = [
     "MIN_TOKENS",
@@ -401,5 +402,6 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         for n in measured
     }
     unmeasured = [n for n in names if n not in layers]  # never ran on an image (memory path)
+    layers |= run_site_fisher(ctx)  # attention sites, with the ``attention`` option
     most = max((u.get("rows_bytes", 0) for u in first), default=0)
     return {"layers": layers, "unmeasured": unmeasured, "stats": {"fisher_rows_bytes": most}}

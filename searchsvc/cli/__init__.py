@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "searchsvc.cli.gate",
     "searchsvc.cli.refine",
     "searchsvc.cli.video",
+    "searchsvc.cli.export",
     "searchsvc.cli.latency",
 ]
 

@@ -19,6 +19,7 @@ __all__ = [
     "print_json",
     "progress_bar",
     "random_weights_note",
+    "resized_note",
     "read_json_plan",
 ]
 
@@ -77,6 +78,18 @@ def random_weights_note(random: bool) -> None:
         console.print(
             "[yellow]random_weights: true[/] — seeded random weights, not a checkpoint; "
             "figures show structure, not real accuracy."
+        )
+
+
+def resized_note(note: dict[str, Any] | None) -> None:
+    """The line a model loaded from a checkpoint saved at another image size carries."""
+    if note:
+        names = ", ".join(note["tensors"])
+        console.print(
+            f"resized_from: checkpoint saved at {note['image_size'] or '?'} px, loaded at "
+            f"{note['to_image_size']} px; interpolated {names}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

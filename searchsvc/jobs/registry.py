@@ -40,6 +40,7 @@ TASK_MODULES = [
     "searchsvc.plans.tasks",
     "searchsvc.pareto.tasks",
     "searchsvc.validation.tasks",
+    "searchsvc.exports.tasks",
     "searchsvc.hardware.tasks",
 ]
 

@@ -243,8 +243,10 @@ def solve_outcome(future: Future[Any], numel: int) -> Any:
     return solved
 
 
-def _apply(plan: PlanRow, solved: Any) -> None:
-    plan.status, plan.doc, plan.objective = solved.status, solved.to_dict(), solved.objective
+def _apply(plan: PlanRow, solved: Any, video: dict[str, Any] | None = None) -> None:
+    """Record a solution; ``video``: the clips of the hierarchical profile it was solved on."""
+    doc = solved.to_dict() | ({"video": video} if video else {})
+    plan.status, plan.doc, plan.objective = solved.status, doc, solved.objective
     plan.totals, plan.message = dict(solved.totals), solved.message
 
 
@@ -283,7 +285,16 @@ def draft_plan(
     solver = body.solver or settings.default_solver
     _check(session, method, solver, body.budget.hardware)
     model = get_model(session, model_id=body.model_id)
-    request = profile_request(settings, model, method, body.candidates, body.images)
+    request = profile_request(
+        settings,
+        model,
+        method,
+        body.candidates,
+        body.images,
+        body.video_profile(),
+        attention=body.attention,
+        attention_options=body.attention_options,
+    )
     key = request.key(model.weights_hash)
     draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
     profile = profiles.by_key(session, key)
@@ -346,7 +357,7 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
     )
     if draft.solved is not None:
         plan.profile_id = draft.profile_id
-        _apply(plan, draft.solved)
+        _apply(plan, draft.solved, body.video_profile())
         session.add(plan)
         session.flush()
         request_validation(session, settings=settings, plan=plan, request=body.validation_request())
@@ -396,7 +407,8 @@ def record_solution(
         if plan.validate:
             plan.validation_status = "skipped"  # nothing to validate
         return
-    _apply(plan, solved)
+    profile = profiles.get(session, plan.profile_id or 0)
+    _apply(plan, solved, ((profile.options or {}) if profile is not None else {}).get("video"))
     request_validation(session, settings=settings, plan=plan)
 
 
@@ -447,6 +459,7 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         totals=totals,
         usage=user_units(totals, numel),
         plan=None if plan.doc is None else {**plan.doc, "model": spec},
+        video=(plan.doc or {}).get("video"),
         model=spec,
         message=plan.message,
         random_weights=model.random_weights,
@@ -454,4 +467,5 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         created_at=plan.created_at,
         validation=None,
         refinement=None,
+        export=None,
     )

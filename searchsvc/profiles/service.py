@@ -26,6 +26,7 @@ __all__ = [
     "profile_out",
     "store_result",
     "known_metrics",
+    "attention_request",
 ]
 
 RUN_PROFILE = "profiling.run_profile"
@@ -44,8 +45,13 @@ def profile_request(
     metric: str | None,
     candidates: list[str] | None,
     images: int | None,
+    video: dict[str, Any] | None = None,
+    attention: bool = False,
+    attention_options: list[str] | None = None,
 ) -> Any:
-    """The profiler's ``ProfileRequest`` for a registered model (server defaults filled in)."""
+    """The profiler's ``ProfileRequest`` for a registered model (server defaults filled in);
+    ``video`` (``{"clips", "frames"}``) asks for the hierarchical profile (SAM2 only);
+    ``attention`` adds the attention matmul sites (their options: ``attention_options``)."""
     from profiling.quant.spec import parse_candidate
     from profiling.sensitivity import ProfileRequest
 
@@ -55,13 +61,30 @@ def profile_request(
             parse_candidate(candidate)
         except (BadInput, ValueError) as exc:
             raise BadInput(f"candidate {candidate!r}: {exc} (ids look like w8a8, w4a16)") from None
-    return ProfileRequest(
+    request = ProfileRequest(
         model=spec_of(model),
         metric=metric or settings.default_metric,
         candidates=wanted,
         images=images or settings.default_images,
         source=settings.calibration_source,
+        options=attention_request(attention, attention_options),
     )
+    if video is None:
+        return request
+    from profiling.video.hierarchical import VideoCalibration, video_request
+
+    return video_request(request, VideoCalibration(**video))
+
+
+def attention_request(attention: bool, options: list[str] | None) -> dict[str, Any]:
+    """The profile options for attention sites ({} without them: keys stay as before)."""
+    from profiling.sensitivity.request import check_attention_options
+
+    opts: dict[str, Any] = {"attention": True} if attention else {}
+    if options is not None:
+        opts["attention_options"] = list(options)
+    check_attention_options(opts)
+    return opts
 
 
 def find_profile(session: Session, request: Any, model: ModelRow) -> ProfileRow | None:
@@ -127,9 +150,10 @@ def get_profile(session: Session, *, profile_id: int) -> ProfileRow:
 
 def profile_out(profile: ProfileRow) -> ProfileOut:
     """The profile resource, with per-layer scores when ready."""
-    fields = {name: getattr(profile, name) for name in ProfileOut.model_fields if name != "layers"}
+    skip = ("layers", "video")
+    fields = {name: getattr(profile, name) for name in ProfileOut.model_fields if name not in skip}
     layers = {x.name: x.scores for x in profile.layers} if profile.status == "ready" else None
-    return ProfileOut(**fields, layers=layers)
+    return ProfileOut(**fields, layers=layers, video=(profile.options or {}).get("video"))
 
 
 def layer_scores(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

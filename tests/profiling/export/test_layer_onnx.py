@@ -12,18 +12,10 @@ from torch import nn
 
 from profiling.export.errors import ExportError
 from profiling.export.layer_onnx import layer_model
+from profiling.export.manifest import INT_TYPES
 from profiling.quant.modules import ActQuantizer
 from profiling.quant.primitives import fake_quantize_weight, qrange, range_qparams
 from profiling.quant.spec import parse_candidate
-
-INT_TYPES = {
-    onnx.TensorProto.INT8,
-    onnx.TensorProto.UINT8,
-    onnx.TensorProto.INT4,
-    onnx.TensorProto.UINT4,
-    onnx.TensorProto.INT2,
-    onnx.TensorProto.UINT2,
-}
 
 
 def _session(model: onnx.ModelProto, nbits_accuracy: str = "1") -> ort.InferenceSession:
@@ -36,7 +28,7 @@ def _session(model: onnx.ModelProto, nbits_accuracy: str = "1") -> ort.Inference
 
 
 def _fake_quant(
-    layer: nn.Module, option: str, x: torch.Tensor, lo: float, hi: float
+    layer: nn.Linear | nn.Conv2d, option: str, x: torch.Tensor, lo: float, hi: float
 ) -> torch.Tensor:
     spec = parse_candidate(option)
     with torch.no_grad():
