@@ -242,6 +242,9 @@ def plan_cmd(
     from searchsvc.plans.schemas import PlanCreate
 
     wanted = [c.strip() for c in candidates.split(",")] if candidates else None
+    if hardware is not None and hardware.endswith(".json"):
+        with user_errors():
+            hardware = _stored_hardware(hardware)
     limits: dict[str, Any] = {"memory_mb": memory_mb, "latency_ms": latency_ms}
     limits |= {"bops_g": bops_g, "avg_bits": avg_bits, "hardware": hardware}
     fields = {"model_id": 1, "budget": limits, "method": method, "solver": solver}
@@ -258,6 +261,29 @@ def plan_cmd(
         fail("; ".join(_field_error(e) for e in exc.errors()))
     with user_errors():
         _plan(model, image_size, body, as_json)
+
+
+def _stored_hardware(path: str) -> str:
+    """A measured table file stored in the database under its name (once: the same table
+    again is found; another table under that name is a conflict); returns the name."""
+    from searchsvc.db import migrate
+    from searchsvc.db.session import session_scope
+    from searchsvc.errors import Conflict
+    from searchsvc.hardware import repository
+    from searchsvc.hardware.service import upload
+    from solvers.latency_table import read_hardware_file
+
+    table = read_hardware_file(path)
+    settings = _settings()
+    migrate.upgrade(settings.database)
+    name = str(table.get("name", "")) if isinstance(table, dict) else ""
+    with session_scope(settings.database) as session:
+        row = repository.by_name(session, name, doc=True) if name else None
+        if row is None:
+            upload(session, name=None, table=table)
+        elif row.doc != table:
+            raise Conflict(f"hardware {name!r} is stored with another table; rename this one")
+    return name
 
 
 def _field_error(error: Any) -> str:

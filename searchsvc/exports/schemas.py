@@ -30,6 +30,11 @@ class ExportOut(BaseModel):
         None, description="predicted bytes, integer-initializer bytes, bytes on disk"
     )
     manifest: dict[str, Any] | None = Field(None, description="bitbudget.onnx_export/v1")
+    latency: dict[str, Any] | None = Field(
+        None,
+        description="for a plan solved on a measured onnxruntime table: the exported image "
+        "encoder timed (measured_ms, median of 20) beside the table's predicted_ms",
+    )
     created_at: datetime
 
 

@@ -161,6 +161,7 @@ def export_out(row: ArtifactRow) -> dict[str, Any]:
         "files": files,
         "sizes": sizes,
         "manifest": manifest,
+        "latency": doc.get("latency") if done else None,
         "created_at": row.created_at,
     }
 

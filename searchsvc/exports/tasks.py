@@ -67,6 +67,7 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
     except BadInput:
         shutil.rmtree(folder, ignore_errors=True)  # a whole export, but of other weights
         raise
+    latency = _time(ctx, plan_id, folder)
     ctx.progress(0.92, "zipping the export")
     service.write_zip(folder, zipped)
     on_disk = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
@@ -74,12 +75,24 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
     with ctx.session() as session:
         row = service.set_state(
             session, artifact_id, status="done", manifest=manifest, folder=str(folder),
-            file_bytes=on_disk,
+            file_bytes=on_disk, latency=latency,
         )  # fmt: skip
         if row is None:
             raise NotFound(f"export {artifact_id} of plan {plan_id} was deleted")
         row.path, row.size_bytes, row.sha256 = str(zipped), zipped.stat().st_size, digest
     return ids | {"file_bytes": on_disk}
+
+
+def _time(ctx: JobContext, plan_id: int, folder: Path) -> dict[str, Any] | None:
+    """A plan solved on a measured table: its exported encoder timed against the prediction."""
+    from searchsvc.hardware.loop import time_export
+
+    with ctx.session(write=False) as read:
+        plan = service.plans.get(read, plan_id)
+        if plan is None or not plan.hardware:
+            return None
+        ctx.progress(0.9, "timing the exported image encoder")
+        return time_export(read, plan=plan, folder=folder)
 
 
 def _on_fail(session: Session, job: JobRow, error: str) -> None:

@@ -1,8 +1,9 @@
 """Hardware profiles over HTTP against the real API, PostgreSQL, Redis and Celery workers: a
-table measured by a worker that consumes only the ``latency`` queue (it records its host), an
-upload (201, a taken name 409, a bad table 422 naming the field), the listing with the shipped
-estimates, and a plan solved under a latency budget on the measured table whose predicted
-latency recomputes exactly from the table."""
+table measured (onnxruntime) by a worker that consumes only the ``latency`` queue (it records
+its host), an upload (201, a taken name 409, a bad table 422 naming the field), the listing with
+the shipped estimates, a plan solved under a latency budget on the measured table whose
+predicted latency recomputes exactly from the table, its export timed against the prediction
+(API and dashboard), and the latency Pareto front on the stored table."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from svc_helpers import Proc, Server, Worker, service_env, wait_job
 
+from searchsvc.hardware.loop import predicted_encoder
 from solvers.latency_table import check_table, predict_latency
 
 pytestmark = pytest.mark.service
@@ -42,7 +44,7 @@ def test_measure_upload_list_and_plan(
         procs.append(worker)
         worker.wait_ready()
     with server.client(TOKEN) as api:
-        measure = {"model": "sam2-micro", "runtime": "torch", "candidates": ["w8a8"]}
+        measure = {"model": "sam2-micro", "runtime": "onnxruntime", "candidates": ["w8a8"]}
         measure |= {"repeats": 1, "warmup": 0}
         r = api.post("/v1/hardware", json={"name": "micro-torch", "measure": measure})
         assert r.status_code == 202, r.text
@@ -55,7 +57,7 @@ def test_measure_upload_list_and_plan(
         assert got["host"] == platform.node()  # the measuring worker's machine
         table = got["table"]
         check_table(table, None, OPTIONS)
-        assert table["measured"]["runtime"] == "torch" and table["name"] == "micro-torch"
+        assert table["measured"]["runtime"] == "onnxruntime" and table["name"] == "micro-torch"
         assert (tmp_path / "w2" / "hardware").is_dir()  # measured by the latency worker
 
         r = api.post("/v1/hardware", json={"name": "micro-upload", "table": table})
@@ -94,6 +96,22 @@ def test_measure_upload_list_and_plan(
         assert predicted == pytest.approx(
             predict_latency(table, plan["plan"]["choices"]), rel=1e-12
         )
+
+        # close the loop: the export of a plan solved on a measured onnxruntime table times the
+        # exported image encoder beside the table's prediction for it
+        r = api.post(f"/v1/plans/{plan['id']}/exports")
+        assert r.status_code == 202, r.text
+        assert wait_job(api, r.json()["job"]["id"], timeout=400)["state"] == "succeeded"
+        export = api.get(f"/v1/plans/{plan['id']}").json()["export"]
+        latency = export["latency"]
+        assert latency["hardware"] == "micro-torch" and latency["scope"] == "image_encoder"
+        assert latency["measured_ms"] > 0 and latency["measured"]["repeats"] == 20
+        assert latency["measured"]["threads"] == table["measured"]["threads"]
+        assert latency["predicted_ms"] == pytest.approx(
+            predicted_encoder(table, plan["plan"]["choices"]), rel=1e-12
+        )
+        page = api.get(f"/dashboard/plans/{plan['id']}").text
+        assert 'id="latency-predicted"' in page and 'id="latency-measured"' in page
 
         path = f"/v1/models/{model_id}/pareto"
         query = {"resource": "latency_ms", "hardware": "micro-torch", "images": 2}
