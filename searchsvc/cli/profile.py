@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from searchsvc.cli.common import err_console, fail, random_weights_note, resized_note, user_errors
+from searchsvc.cli.common import fail, progress_bar, random_weights_note, resized_note, user_errors
 
 __all__ = ["register", "default_work_dir"]
 
@@ -95,14 +94,7 @@ def profile_cmd(
                 None if folder is None else str(folder),
             )
             req = video_request(req, cal)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"{metric} on {model}", total=1.0)
             root = work_dir or default_work_dir()
 

@@ -267,4 +267,7 @@ def not_found(request: Request, rest: str) -> Response:
 def install(app: FastAPI) -> None:
     """Mount the static files (before the catch-all route) and the pages."""
     app.mount("/dashboard/static", StaticFiles(directory=str(STATIC_DIR)), name="dashboard_static")
+    from searchsvc.dashboard.hardware import router as hardware_router
+
+    app.include_router(hardware_router)  # before the catch-all 404 route
     app.include_router(router)

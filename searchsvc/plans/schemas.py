@@ -107,6 +107,24 @@ class PlanCreate(BaseModel):
     def video_profile(self) -> dict[str, int] | None:
         """The clips of the hierarchical profile (None: image-only)."""
         return video_options(self.video)
+    hardware: Name | None = Field(
+        None,
+        description="hardware profile for a latency budget (the same as budget.hardware): a "
+        "shipped roofline estimate or a measured table stored with POST /v1/hardware",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hardware_into_budget(cls, raw: Any) -> Any:
+        """``{"hardware": NAME, "budget": {...}}`` is ``budget.hardware``; both must agree."""
+        if isinstance(raw, dict) and raw.get("hardware") is not None:
+            budget = raw.get("budget")
+            if isinstance(budget, dict):
+                given = budget.get("hardware")
+                if given is not None and given != raw["hardware"]:
+                    raise ValueError("hardware and budget.hardware differ; give one")
+                raw = raw | {"budget": budget | {"hardware": raw["hardware"]}}
+        return raw
 
     def validation_request(self) -> dict[str, Any] | None:
         """The validation options (``"validate": {...}``); None for a plain true / false. A video

@@ -91,7 +91,7 @@ def run_profile_job(ctx: JobContext) -> dict[str, Any]:
     if not settings.embedded:
         how = {"fanout": _fanout(ctx, request.model.checkpoint)}
 
-    def run_image(req: Any, progress: Any, expect: str) -> Any:
+    def run_image(req: Any, progress: Any, expect: str, local: bool = False) -> Any:
         return run_profile(
             req,
             settings.profile_dir,
@@ -100,18 +100,19 @@ def run_profile_job(ctx: JobContext) -> dict[str, Any]:
             store=DbUnitStore(settings.database, expect),
             threads=settings.profile_threads,
             expect_key=expect,
-            **how,
+            **({"processes": settings.profile_pool_processes} if local else how),
         )
 
     try:
         if video_calibration(request) is None:
             result = run_image(request, ctx.progress, key)
-        else:  # the image part keys (and shares) its units like the image-only profile
+        else:  # the image part keys (and shares) its units like the image-only profile; it
+            # runs on this worker's process pool: Celery unit tasks find their profile by key
             weights = _weights(ctx, key)
             result = run_hierarchical_profile(
                 request,
                 settings.profile_dir,
-                lambda req, progress: run_image(req, progress, req.key(weights)),
+                lambda req, progress: run_image(req, progress, req.key(weights), local=True),
                 ctx.progress,
             )
     except Cancelled:

@@ -5,14 +5,13 @@ naming the field."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from conftest import TOKEN
-from svc_helpers import Server, service_env, wait_job
+from svc_helpers import Server, service_env, wait_job, wait_validated
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -39,17 +38,6 @@ def _model(api: httpx.Client, name: str) -> int:
     return int(r.json()["id"])
 
 
-def _validated(api: httpx.Client, plan_id: int, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        plan = api.get(f"/v1/plans/{plan_id}").json()
-        v = plan.get("validation")
-        if v is not None and v["status"] not in ("pending", "running"):
-            return plan
-        time.sleep(0.5)
-    raise AssertionError(f"plan {plan_id} was not validated: {plan}")
-
-
 def test_video_profile_then_plan_validated_by_jf(api: httpx.Client) -> None:
     model_id = _model(api, "sam2-micro")
     r = api.post(f"/v1/models/{model_id}/profiles", json=BASE | {"video": CLIPS})
@@ -73,7 +61,7 @@ def test_video_profile_then_plan_validated_by_jf(api: httpx.Client) -> None:
     assert plan["profile_id"] == profile["id"] and plan["video"] == CLIPS
     choices = {k: v for k, v in plan["plan"]["choices"].items() if k.startswith(MEMORY)}
     assert set(choices) == set(memory) and "w4a8" in choices.values()
-    done = _validated(api, plan["id"])
+    done = wait_validated(api, plan["id"])
     video = done["validation"]["fidelity"]["video"]
     assert video is not None and 0 <= video["jf_vs_float"]["JF"] <= 100
     assert done["validation"]["request"]["video"]["frames"] == 6  # ValidationRequest defaults
