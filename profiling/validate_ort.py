@@ -10,9 +10,12 @@ puts it under ``runtime`` and makes its metrics the validation's ``metrics``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from profiling.calibration import CalibrationSet
 from profiling.errors import BadInput
@@ -79,10 +82,12 @@ def _export(
     def progress(message: str, fraction: float) -> None:
         say(0.62 + 0.14 * fraction, f"export: {message}")
 
-    manifest = export_plan(
-        plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size, out_dir=out_dir,
-        calibration=calib, progress=progress,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the tracer's notes on SAM2's shape checks are not news
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        manifest = export_plan(
+            plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size,
+            out_dir=out_dir, calibration=calib, progress=progress,
+        )  # fmt: skip
     check_exported_weights(manifest, loaded.weights_hash)
 
 
