@@ -107,6 +107,7 @@ class PlanCreate(BaseModel):
     def video_profile(self) -> dict[str, int] | None:
         """The clips of the hierarchical profile (None: image-only)."""
         return video_options(self.video)
+
     hardware: Name | None = Field(
         None,
         description="hardware profile for a latency budget (the same as budget.hardware): a "
