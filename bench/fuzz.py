@@ -165,6 +165,8 @@ def _campaign(
         "operations": doc.get("operations", {}).get("tested"),
         "operations_total": doc.get("operations", {}).get("total"),
         "exit_code": done.returncode,
+        # what schemathesis printed, when it says something went wrong (its report may not)
+        "output_tail": (done.stdout + done.stderr)[-4000:] if done.returncode else "",
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -173,7 +175,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, default=300, help="per operation and phase")
     parser.add_argument("--phases", default="examples,coverage,fuzzing")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="schemathesis threads; >1 can hit CPython 3.11's thread-unsafe ast.parse (gh-106905)",
+    )
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--database-url", default=None, help="default: a throwaway database")
     parser.add_argument("--no-profile", action="store_true", help="seed only a model (quick)")

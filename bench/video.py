@@ -14,6 +14,11 @@ mutual_kv (--threshold). Each frame's image features are computed once per model
 by the policies. The target (issue 9): SIS or Mutual-KV cut memory-attention MACs by >= 30 %
 at <= 1 point of J&F against FIFO with the same plan.
 
+Part ``hierarchical`` (bench/video_hierarchical.py, issue 18): a plan solved on the hierarchical
+profile (memory path profiled on calibration clips) against the image-only plan (memory path
+pinned at w8a8) at equal memory, J&F against float; target hierarchical >= image-only.
+``--part hierarchical`` runs only it and updates that section of the JSON in place.
+
 Run: nice -n 10 .venv/bin/python bench/video.py [--clips 3 --frames 8 --size 512]
 (writes bench/results/video.json; the settings are recorded in it).
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from video_hierarchical import hierarchical_vs_image, price
 
 from profiling.calibration import load_source, make_sets
 from profiling.inventory import build_inventory
@@ -42,20 +49,11 @@ from profiling.video.fidelity import mean_scores
 from profiling.video.memory import make_policy
 from profiling.video.track import encode_frames, frames_tensor
 from profiling.video.validation import object_bias_of, run_clip, score_clip, video_ready
-from solvers import Problem, solve
+from solvers import solve
 
 OUT = Path(__file__).parent / "results" / "video.json"
 CANDIDATES = ("w8a8", "w6a8", "w4a8")
 TARGET_CUT, TARGET_JF = 0.30, 1.0
-
-
-def price(problem: Problem, choices: dict[str, str]) -> float:
-    """Memory bytes of ``choices`` under ``problem``."""
-    memory = float(problem.fixed.get("memory_bytes", 0.0))
-    for layer in problem.layers:
-        opt = next(o for o in layer.options if o.id == choices[layer.name])
-        memory += float(opt.costs.get("memory_bytes", 0.0))
-    return memory
 
 
 def plans(args: argparse.Namespace, loaded: Any, work: Path) -> dict[str, dict[str, Any]]:
@@ -136,6 +134,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/bitbudget-bench-video")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--part", choices=("all", "policies", "hierarchical"), default="all")
+    ap.add_argument("--calib-clips", type=int, default=1, help="hierarchical: calibration clips")
+    ap.add_argument("--calib-frames", type=int, default=6, help="hierarchical: their frames")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -149,7 +150,7 @@ def main() -> None:
     ready = video_ready(loaded)
     clips = synthetic_clips(args.clips, frames=args.frames, seed=args.seed, long_side=args.size)
     calib, _ = make_sets(load_source("shipped"), n_calib=args.images)
-    plan_docs = plans(args, loaded, work)
+    plan_docs = plans(args, loaded, work) if args.part != "hierarchical" else {}
     print(f"[{minutes()} min] plans: {[(k, v['memory_bytes']) for k, v in plan_docs.items()]}")
 
     fifo = {"fifo": {"name": "fifo"}}
@@ -158,6 +159,25 @@ def main() -> None:
     results: dict[str, Any] = {"float": {"image_encoder_ms": float_res.pop("_image_encoder_ms")}}
     results["float"]["policies"] = float_res
     print(f"[{minutes()} min] float done", flush=True)
+    hier = None
+    if args.part in ("all", "hierarchical"):
+        hier = hierarchical_vs_image(
+            args, loaded, ready, clips, calib, ref, work, CANDIDATES, track_all
+        )
+        hier |= {
+            "settings": vars(args),
+            "clips": [c.describe() for c in clips],
+            "random_weights": loaded.random_weights,
+            "load_average": os.getloadavg(),
+            "minutes": minutes(),
+        }
+        print(f"[{minutes()} min] hierarchical: {hier['target']}", flush=True)
+    if args.part == "hierarchical":
+        out = Path(args.out)
+        doc = json.loads(out.read_text()) if out.exists() else {"bench": "video"}
+        out.write_text(json.dumps(doc | {"hierarchical": hier}, indent=1) + "\n")
+        print(f"[{minutes()} min] wrote the hierarchical section of {out}")
+        return
     for name, doc in plan_docs.items():
         t0 = time.perf_counter()
         qmodel = apply_plan(ready, plan_from_json({"choices": doc["choices"]}), calib).eval()
@@ -213,7 +233,10 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         },  # fmt: skip
         "minutes": minutes(),
+        "load_average": os.getloadavg(),
     }
+    if hier is not None:
+        doc["hierarchical"] = hier
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc["target"], indent=1))

@@ -81,6 +81,7 @@ class Inventory:
     # matrix) and the bytes of its non-float tensors (stored as they are)
     state_float_numel: int = 0
     state_other_bytes: int = 0
+    resized_from: dict[str, Any] | None = None  # see profiling.models.resize
 
     def by_name(self) -> dict[str, LayerInfo]:
         return {layer.name: layer for layer in self.layers}
@@ -94,6 +95,7 @@ class Inventory:
             "total_params": self.total_params,
             "state_float_numel": self.state_float_numel,
             "state_other_bytes": self.state_other_bytes,
+            "resized_from": self.resized_from,
             "layers": [
                 {k: v for k, v in asdict(x).items() if k in keep}
                 | {"weight_numel": x.weight_numel, "channels": x.channels, "ran": x.ran}
@@ -311,4 +313,5 @@ def build_inventory(loaded: LoadedModel) -> Inventory:
         graph=_graph(rec, rec.attn),
         state_float_numel=floats,
         state_other_bytes=other,
+        resized_from=loaded.resized_from,
     )

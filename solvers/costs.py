@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from solvers import sizes
+from solvers.latency_table import MeasuredProfile, is_measured, read_hardware_file
 
 __all__ = [
     "FLOAT_BITS",
@@ -23,6 +24,9 @@ __all__ = [
     "QuantConfig",
     "SupportRule",
     "HardwareProfile",
+    "Hardware",
+    "MeasuredProfile",
+    "hardware_from_dict",
     "parse_candidate",
     "candidate_id",
     "memory_bytes",
@@ -182,6 +186,7 @@ class HardwareProfile:
     bandwidth_gbps: float
     rules: tuple[SupportRule, ...]
     sources: dict[str, Any] = field(default_factory=dict)
+    kind: str = "estimate"  # a roofline from datasheet figures, not a measurement
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> HardwareProfile:
@@ -234,11 +239,22 @@ def hardware_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_hardware(name: str | Path) -> HardwareProfile:
-    """A shipped profile by name (e.g. ``nvidia_t4``) or a JSON file path."""
-    path = Path(name)
-    if path.suffix == ".json" and path.exists():
-        return HardwareProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+Hardware = HardwareProfile | MeasuredProfile
+
+
+def hardware_from_dict(raw: Mapping[str, Any]) -> Hardware:
+    """A roofline estimate or, when it carries a ``latency_table``, a measured profile."""
+    if is_measured(raw):
+        return MeasuredProfile.from_dict(raw)
+    return HardwareProfile.from_dict(raw)
+
+
+def load_hardware(name: str | Path | Mapping[str, Any]) -> Hardware:
+    """A shipped profile by name (e.g. ``nvidia_t4``), a JSON file path or a loaded document."""
+    if isinstance(name, Mapping):
+        return hardware_from_dict(name)
+    if str(name).endswith(".json"):
+        return hardware_from_dict(read_hardware_file(name))
     if str(name) not in hardware_profiles():
         raise ValueError(
             f"unknown hardware profile {str(name)!r}; known: {', '.join(hardware_profiles())}"
@@ -248,13 +264,17 @@ def load_hardware(name: str | Path) -> HardwareProfile:
 
 
 def candidates_for(
-    layer: LayerDesc, candidates: Iterable[str], hardware: HardwareProfile | None = None
+    layer: LayerDesc, candidates: Iterable[str], hardware: Hardware | None = None
 ) -> list[str]:
-    """The candidates this layer may take (all of them without a hardware profile)."""
+    """The candidates this layer may take (all of them without a hardware profile; those the
+    table timed with a measured one)."""
     out = []
     for cid in candidates:
         w, a = parse_candidate(cid)
-        if hardware is None or hardware.compute_type(w, a, layer.kind) is not None:
+        if isinstance(hardware, MeasuredProfile):
+            if hardware.has(layer.name, cid):
+                out.append(cid)
+        elif hardware is None or hardware.compute_type(w, a, layer.kind) is not None:
             out.append(cid)
     return out
 
@@ -263,7 +283,7 @@ def option_costs(
     layer: LayerDesc,
     candidate: str,
     *,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     latency_table: Mapping[str, Mapping[str, float]] | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> dict[str, float]:
@@ -276,6 +296,8 @@ def option_costs(
     }
     if latency_table is not None:
         out["latency_ms"] = latency_from_table(latency_table, layer.name, candidate)
+    elif isinstance(hardware, MeasuredProfile):
+        out["latency_ms"] = hardware.layer_ms(layer.name, candidate)
     elif hardware is not None:
         out["latency_ms"] = hardware.latency_ms(layer, w, a, config)
     return out
@@ -285,7 +307,7 @@ def cost_table(
     layers: Iterable[LayerDesc],
     candidates: Iterable[str],
     *,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     latency_table: Mapping[str, Mapping[str, float]] | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> dict[str, dict[str, dict[str, float]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -27,6 +28,10 @@ class LoadedModel:
     spec: ModelSpec
     module: torch.nn.Module
     weights_hash: str
+    # set when the checkpoint was saved at another image size and its position embeddings
+    # were interpolated (``profiling.models.resize``); every output that reports the weights
+    # carries it
+    resized_from: dict[str, Any] | None = None
 
     @property
     def family(self) -> str:
@@ -59,7 +64,9 @@ def build_model(spec: ModelSpec, device: str | torch.device = "cpu") -> LoadedMo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         module = _instantiate(info, spec.size)
+    resized = None
     if spec.checkpoint is not None:
-        load_into(module, read_state_dict(spec.checkpoint), spec.checkpoint)
+        state = read_state_dict(spec.checkpoint)
+        resized = load_into(module, state, spec.checkpoint, spec.size)
     module.eval().to(device)
-    return LoadedModel(spec=spec, module=module, weights_hash=state_dict_hash(module))
+    return LoadedModel(spec, module, state_dict_hash(module), resized_from=resized)

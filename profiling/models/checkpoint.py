@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from profiling.errors import BadCheckpoint
 from profiling.models.registry import check_checkpoint_path
+from profiling.models.resize import fit_sizes
 
 __all__ = [
     "read_state_dict",
@@ -64,9 +66,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    """Load strictly; missing, unexpected or mis-shaped keys give one message naming them."""
+def load_into(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], label: str, image_size: int = 0
+) -> dict[str, Any] | None:
+    """Load strictly; missing, unexpected or mis-shaped keys give one message naming them.
+
+    Position embeddings saved at another image size are interpolated first (``fit_sizes``);
+    returns the note saying so (``resized_from``), or ``None`` when nothing was resized."""
     own = model.state_dict()
+    state, resized = fit_sizes(own, state, image_size)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
@@ -85,6 +93,7 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], label: str
             f"checkpoint {label!r} does not match the architecture; " + "; ".join(problems)
         )
     model.load_state_dict(state, strict=True)
+    return resized.to_json(image_size)
 
 
 def _names(keys: list[str]) -> str:

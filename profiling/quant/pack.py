@@ -21,6 +21,7 @@ import json
 import os
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,8 +33,15 @@ from profiling.quant.bitpack import pack_bits
 from profiling.quant.modules import ActQuantizer, LogQuantizer, channel_axis
 from profiling.quant.plan import QuantPlan, as_plan, validate_plan
 from profiling.quant.prepare import weight_layers
-from profiling.quant.primitives import expand_qparams, quantize, weight_granularity
-from profiling.quant.spec import QuantSpec
+from profiling.quant.primitives import (
+    choose_qparams,
+    compact_qparams,
+    compact_shape,
+    expand_qparams,
+    quantize,
+    weight_granularity,
+)
+from profiling.quant.spec import Granularity, QuantSpec
 from solvers import sizes
 
 __all__ = [
@@ -43,6 +51,8 @@ __all__ = [
     "size_breakdown",
     "measured_bytes",
     "save_artifact",
+    "WeightIntegers",
+    "weight_integers",
 ]
 
 FORMAT = "bitbudget.artifact/v1"
@@ -98,18 +108,57 @@ def measured_bytes(path: str | os.PathLike[str]) -> int:
     return os.path.getsize(path) - 8 - int(header_len)
 
 
+@dataclass(frozen=True)
+class WeightIntegers:
+    """A quantized weight as integers in its own shape plus the stored (compact) qparams."""
+
+    ints: Tensor  # int64, the weight's shape, values in ``qrange(bits, symmetric)``
+    scale: Tensor  # float32, compact shape (1,), (channels,) or (channels, groups)
+    zero_point: Tensor  # float32 (integer-valued), same compact shape; zeros when symmetric
+    granularity: Granularity
+    bits: int
+    symmetric: bool
+
+
+def weight_integers(
+    weight: Tensor,
+    spec: QuantSpec,
+    axis: int = 0,
+    scale: Tensor | None = None,
+    zero_point: Tensor | None = None,
+) -> WeightIntegers:
+    """The integers, scales and zero-points fake-quant uses for ``weight`` at ``spec``.
+
+    ``scale`` / ``zero_point``: the compact qparams a quantized layer stores (``weight_scale``,
+    ``weight_zero_point``); without them they are chosen as ``apply_plan`` chooses them.
+    Shared by the packer and the ONNX export, so both write the numbers that were validated.
+    """
+    w = weight.detach().float()
+    gran = weight_granularity(spec, axis)
+    if scale is None or zero_point is None:
+        s_full, z_full = choose_qparams(w, spec.w_bits, spec.w_symmetric, gran, spec.w_method)
+        scale = compact_qparams(s_full, w.shape, gran)
+        zero_point = compact_qparams(z_full, w.shape, gran)
+    shape = compact_shape(w.shape, gran)
+    scale, zero_point = scale.float().reshape(shape), zero_point.float().reshape(shape)
+    s = expand_qparams(scale, w.shape, gran)
+    z = expand_qparams(zero_point, w.shape, gran)
+    q = quantize(w, s, z, spec.w_bits, spec.w_symmetric).to(torch.int64)
+    return WeightIntegers(q, scale, zero_point, gran, spec.w_bits, spec.w_symmetric)
+
+
 def _packed_weight(mod: nn.Module, spec: QuantSpec) -> tuple[Tensor, dict[str, Any]]:
-    w = cast(Tensor, mod.weight).detach().float()
-    gran = weight_granularity(spec, channel_axis(mod))
-    s = expand_qparams(cast(Tensor, mod.weight_scale), w.shape, gran)
-    z = expand_qparams(cast(Tensor, mod.weight_zero_point), w.shape, gran)
-    q = quantize(w, s, z, spec.w_bits, spec.w_symmetric)
-    if spec.w_symmetric:
-        q = q + 2 ** (spec.w_bits - 1)
-    ints = q.to(torch.uint8).numpy()
-    packed = torch.from_numpy(pack_bits(ints, spec.w_bits))
-    info = {"bits": spec.w_bits, "shape": list(w.shape), "symmetric": spec.w_symmetric}
-    return packed, info | {"granularity": gran.to_dict()}
+    wi = weight_integers(
+        cast(Tensor, mod.weight),
+        spec,
+        channel_axis(mod),
+        cast(Tensor, mod.weight_scale),
+        cast(Tensor, mod.weight_zero_point),
+    )
+    q = wi.ints + 2 ** (spec.w_bits - 1) if spec.w_symmetric else wi.ints
+    packed = torch.from_numpy(pack_bits(q.to(torch.uint8).numpy(), spec.w_bits))
+    info = {"bits": spec.w_bits, "shape": list(wi.ints.shape), "symmetric": spec.w_symmetric}
+    return packed, info | {"granularity": wi.granularity.to_dict()}
 
 
 def _weight_tensors(qmodel: nn.Module, plan: QuantPlan, kinds: Mapping[str, str]) -> tuple:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from profiling.errors import BadInput
 from profiling.sensitivity.profile import Profile
 from profiling.sensitivity.synergy import pair_matrix
 from solvers import Problem
-from solvers.costs import SITE_KINDS, LayerDesc, cost_table, load_hardware, site_cost_table
+from solvers.costs import (
+    SITE_KINDS,
+    LayerDesc,
+    MeasuredProfile,
+    cost_table,
+    load_hardware,
+    site_cost_table,
+)
+from solvers.latency_table import check_table, is_measured, read_hardware_file
 from solvers.objectives import mix_qsam2_problem, mix_qsam_problem, profiled_problem
 from solvers.sizes import float_bytes
 
@@ -70,7 +79,7 @@ def problem_from_profile(
     profile: Profile,
     inventory: dict[str, Any],
     budget: dict[str, Any],
-    hardware: str | None = None,
+    hardware: str | Mapping[str, Any] | None = None,
     pair_profile: Profile | None = None,
     options: dict[str, Any] | None = None,
 ) -> Problem:
@@ -78,7 +87,7 @@ def problem_from_profile(
     unknown = set(budget) - set(RESOURCES)
     if unknown:
         raise BadInput(f"budget: unknown resource {sorted(unknown)}; known: {', '.join(RESOURCES)}")
-    hw = load_hardware(hardware) if hardware else None
+    hw = _hardware(hardware, inventory, profile.candidates)
     if budget.get("latency_ms") is not None and hw is None:
         raise BadInput("a latency budget needs a hardware profile")
     descs = layer_descs(inventory)
@@ -103,7 +112,7 @@ def problem_from_profile(
         "memory_bytes": float(fixed_memory_bytes(inventory)),
         "bops": 0.0,
         "weight_bits": 0.0,
-    } | ({"latency_ms": 0.0} if hw else {})
+    } | ({"latency_ms": hw.fixed_ms if isinstance(hw, MeasuredProfile) else 0.0} if hw else {})
     raw["budget"] = _budget(budget, sum(d.numel for d in descs.values()), raw["budget"])
     raw.setdefault("meta", {}).update(
         {
@@ -113,6 +122,22 @@ def problem_from_profile(
         }
     )
     return Problem.from_dict(raw)
+
+
+def _hardware(
+    hardware: str | Mapping[str, Any] | None, inventory: dict[str, Any], candidates: list[str]
+) -> Any:
+    """The roofline or measured profile; a measured table must be for this model and size and
+    time every layer at every candidate."""
+    if not hardware:
+        return None
+    try:
+        doc = read_hardware_file(hardware) if isinstance(hardware, str) else hardware
+        if is_measured(doc):
+            check_table(doc, inventory, candidates)
+        return load_hardware(doc)
+    except ValueError as exc:  # TableError, unknown names, unreadable files: the user's input
+        raise BadInput(f"hardware: {exc}") from None
 
 
 def _measured(profile: Profile) -> set[str]:

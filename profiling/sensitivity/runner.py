@@ -257,7 +257,9 @@ def _run(
                 if x.weight_numel and ctx.walker.stage_of(x.name) == NOT_ON_IMAGES
             ],
         ),
-        stats=_stats(ctx, started, setup_done, device) | result.get("stats", {}),
+        stats=_stats(ctx, started, setup_done, device)
+        | result.get("stats", {})
+        | ({"resized_from": loaded.resized_from} if loaded.resized_from else {}),
     )
     profile.save(root)
     return profile

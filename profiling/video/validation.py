@@ -175,6 +175,7 @@ def video_validation(
         "format": VIDEO_VALIDATION_FORMAT,
         "model": loaded.spec.to_dict(),
         "random_weights": loaded.random_weights,
+        "resized_from": loaded.resized_from,
         "object_bias": object_bias_of(ready.module),
         "policy": pol.describe(),
         "plan_layers": n_layers,

@@ -71,6 +71,7 @@ def summarize(inventory: dict[str, Any]) -> dict[str, Any]:
         "total_params": inventory["total_params"],
         "weight_numel": sum(int(x.get("weight_numel") or 0) for x in inventory["layers"]),
         "random_weights": inventory["random_weights"],
+        "resized_from": inventory.get("resized_from"),
     }
 
 

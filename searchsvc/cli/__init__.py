@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "searchsvc.cli.gate",
     "searchsvc.cli.refine",
     "searchsvc.cli.video",
+    "searchsvc.cli.export",
+    "searchsvc.cli.latency",
 ]
 
 for _name in COMMAND_MODULES:

@@ -17,7 +17,9 @@ __all__ = [
     "fail",
     "user_errors",
     "print_json",
+    "progress_bar",
     "random_weights_note",
+    "resized_note",
     "read_json_plan",
 ]
 
@@ -45,6 +47,26 @@ def user_errors(code: int = 2) -> Iterator[None]:
         fail(str(exc), code)
 
 
+def progress_bar() -> Any:
+    """A transient progress bar on stderr (description, bar, percent, elapsed, remaining)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=err_console, transient=True)
+
+
 def print_json(doc: Any) -> None:
     """Machine-readable output on stdout."""
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -56,6 +78,18 @@ def random_weights_note(random: bool) -> None:
         console.print(
             "[yellow]random_weights: true[/] — seeded random weights, not a checkpoint; "
             "figures show structure, not real accuracy."
+        )
+
+
+def resized_note(note: dict[str, Any] | None) -> None:
+    """The line a model loaded from a checkpoint saved at another image size carries."""
+    if note:
+        names = ", ".join(note["tensors"])
+        console.print(
+            f"resized_from: checkpoint saved at {note['image_size'] or '?'} px, loaded at "
+            f"{note['to_image_size']} px; interpolated {names}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -7,7 +7,13 @@ from collections import defaultdict
 import typer
 from rich.table import Table
 
-from searchsvc.cli.common import console, print_json, random_weights_note, user_errors
+from searchsvc.cli.common import (
+    console,
+    print_json,
+    random_weights_note,
+    resized_note,
+    user_errors,
+)
 
 __all__ = ["register"]
 
@@ -76,6 +82,7 @@ def inventory_cmd(
     console.print(table)
     console.print(f"model parameters: {inv.total_params:,}; adjacent pairs: {len(inv.pairs)}")
     random_weights_note(inv.random_weights)
+    resized_note(inv.resized_from)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from searchsvc.cli.common import err_console, fail, random_weights_note, user_errors
+from searchsvc.cli.common import fail, progress_bar, random_weights_note, resized_note, user_errors
 
 __all__ = ["register", "default_work_dir"]
 
@@ -52,6 +52,12 @@ def profile_cmd(
     threads: int = typer.Option(
         None, min=1, help="torch threads per process (default cores / processes)"
     ),
+    video: bool = typer.Option(
+        False, "--video", help="SAM2: also profile the memory path on clips (hierarchical)"
+    ),
+    clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
+    frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
+    folder: Path = typer.Option(None, "--folder", help="--video: DAVIS / SA-V frame folder"),
     attention: bool = typer.Option(
         False, "--attention", help="also profile the attention matmul sites (qk, sv)"
     ),
@@ -62,9 +68,16 @@ def profile_cmd(
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
     from profiling.models import ModelSpec
     from profiling.sensitivity import DEFAULT_CANDIDATES, ProfileRequest, run_profile
+    from profiling.video.hierarchical import (
+        VideoCalibration,
+        run_hierarchical_profile,
+        video_request,
+    )
 
     if device not in (None, "cpu", "cuda"):
         fail(f"unknown device {device!r}; use cpu or cuda")
+    if not video and (clips, frames, folder) != (None, None, None):
+        fail("--clips / --frames / --folder need --video")
     with user_errors():
         cands = (
             tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
@@ -84,23 +97,30 @@ def profile_cmd(
             seed=seed,
             options=opts,
         )
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task(f"{metric} on {model}", total=1.0)
-            profile = run_profile(
-                req,
-                work_dir or default_work_dir(),
-                device=device,
-                progress=lambda f, msg: bar.update(task, completed=f, description=msg),
-                processes=processes or _processes(),
-                threads=threads,
+        if video:
+            cal = VideoCalibration(
+                2 if clips is None else clips,
+                6 if frames is None else frames,
+                None if folder is None else str(folder),
             )
+            req = video_request(req, cal)
+        with progress_bar() as bar:
+            task = bar.add_task(f"{metric} on {model}", total=1.0)
+            root = work_dir or default_work_dir()
+
+            def run_image(r: ProfileRequest, progress: Any) -> Any:
+                return run_profile(
+                    r, root, device=device, progress=progress,
+                    processes=processes or _processes(), threads=threads,
+                )  # fmt: skip
+
+            def show(f: float, msg: str) -> None:
+                bar.update(task, completed=f, description=msg)
+
+            if video:
+                profile = run_hierarchical_profile(req, root, run_image, show)
+            else:
+                profile = run_image(req, show)
     out.write_text(json.dumps(profile.to_json(), indent=1))
     st = profile.stats
     typer.echo(
@@ -109,10 +129,17 @@ def profile_cmd(
         f"{st.get('computed_units', 0)} units computed, {st.get('resumed_units', 0)} resumed"
         f"{', served from cache' if st.get('cache_hit') else ''}"
     )
+    if "video" in st:
+        typer.echo(
+            f"memory path: {len(st['video']['layers'])} layers profiled on "
+            f"{st['video']['clips']['clips']} clips of {st['video']['clips']['frames']} frames "
+            f"({st['video']['metric']}, video profile {st['video']['profile']})"
+        )
     by_worker = st.get("units_by_worker") or {}
     if by_worker and not st.get("cache_hit"):
         typer.echo("units by process: " + ", ".join(f"{w} {n}" for w, n in by_worker.items()))
     random_weights_note(profile.random_weights)
+    resized_note(profile.stats.get("resized_from"))
 
 
 def register(app: typer.Typer) -> None:

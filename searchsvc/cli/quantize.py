@@ -14,6 +14,7 @@ from searchsvc.cli.common import (
     print_json,
     random_weights_note,
     read_json_plan,
+    resized_note,
     user_errors,
 )
 
@@ -83,6 +84,7 @@ def _run(args: dict[str, Any]) -> dict[str, Any]:
         "measured_bytes": measured,
         **_float_totals(loaded.module),
         "random_weights": loaded.random_weights,
+        "resized_from": loaded.resized_from,
         "layers_quantized": len(plan.specs),
         "options": plan.options.to_dict(),
         "uncalibrated": report.uncalibrated,
@@ -116,6 +118,7 @@ def _table(res: dict[str, Any], out: Path) -> None:
         f"{res['agq_sites']}; BIG examined {res['big_sites']}, flipped {res['big_flipped']}"
     )
     random_weights_note(res["random_weights"])
+    resized_note(res["resized_from"])
 
 
 def quantize_cmd(

@@ -220,6 +220,11 @@ def plan_cmd(
     images: int = typer.Option(None, "--images", help="calibration images"),
     candidates: str = typer.Option(None, "--candidates", help="comma-separated, e.g. w8a8,w4a8"),
     as_json: bool = typer.Option(False, "--json", help="print the plan resource as JSON"),
+    video: bool = typer.Option(
+        False, "--video", help="SAM2: solve over the hierarchical profile (memory path on clips)"
+    ),
+    clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
+    frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
     attention: bool = typer.Option(
         False, "--attention", help="attention matmul sites in the plan (profiled with it)"
     ),
@@ -236,6 +241,11 @@ def plan_cmd(
     limits: dict[str, Any] = {"memory_mb": memory_mb, "latency_ms": latency_ms}
     limits |= {"bops_g": bops_g, "avg_bits": avg_bits, "hardware": hardware}
     fields = {"model_id": 1, "budget": limits, "method": method, "solver": solver}
+    if not video and (clips, frames) != (None, None):
+        fail("--clips / --frames need --video")
+    if video:
+        counts = {"clips": clips, "frames": frames}
+        fields["video"] = {k: v for k, v in counts.items() if v is not None}
     try:
         site_opts = [o.strip() for o in attention_options.split(",")] if attention_options else None
         fields |= {"attention": attention or bool(site_opts), "attention_options": site_opts}
@@ -301,6 +311,11 @@ def _plan(name: str, image_size: int | None, body: Any, as_json: bool) -> None:
         f"budget: {asked}\nuses:   {usage}\nobjective {out.objective:.6g}", highlight=False
     )
     console.print(f"plan {out.id} ({out.method}, {out.solver}); GET /v1/plans/{out.id} for choices")
+    if out.video:
+        console.print(
+            f"hierarchical profile: memory path profiled on {out.video['clips']} clips of "
+            f"{out.video['frames']} frames (docs/video.md)"
+        )
     random_weights_note(out.random_weights)
 
 

@@ -15,6 +15,7 @@ from searchsvc.cli.common import (
     print_json,
     random_weights_note,
     read_json_plan,
+    resized_note,
     user_errors,
 )
 
@@ -138,6 +139,7 @@ def video_cmd(
         return
     _print(doc)
     random_weights_note(doc["random_weights"])
+    resized_note(doc.get("resized_from"))
 
 
 def register(app: typer.Typer) -> None:

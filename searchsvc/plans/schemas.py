@@ -18,6 +18,7 @@ from searchsvc.bounds import (
     SiteOptions,
 )
 from searchsvc.jobs.schemas import JobOut
+from searchsvc.profiles.schemas import VideoProfile, video_options
 from searchsvc.validation.schemas import ValidationRequest
 
 __all__ = [
@@ -105,15 +106,47 @@ class PlanCreate(BaseModel):
     )
     candidates: Candidates | None = Field(None, description="profile candidates")
     images: int | None = Field(None, ge=1, le=1024, description="calibration images")
+    video: bool | VideoProfile = Field(
+        False,
+        description="SAM2: solve over the hierarchical profile (memory path profiled on clips, "
+        "so memory attention / encoder get real options); a validation then measures J&F too",
+    )
     attention: bool = Field(False, description="attention matmul sites in the plan")
     attention_options: SiteOptions | None = Field(
         None, description="attention site options (default a8,a6,a4 and a8log,a6log,a4log)"
     )
+    hardware: Name | None = Field(
+        None,
+        description="hardware profile for a latency budget (the same as budget.hardware): a "
+        "shipped roofline estimate or a measured table stored with POST /v1/hardware",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hardware_into_budget(cls, raw: Any) -> Any:
+        """``{"hardware": NAME, "budget": {...}}`` is ``budget.hardware``; both must agree."""
+        if isinstance(raw, dict) and raw.get("hardware") is not None:
+            budget = raw.get("budget")
+            if isinstance(budget, dict):
+                given = budget.get("hardware")
+                if given is not None and given != raw["hardware"]:
+                    raise ValueError("hardware and budget.hardware differ; give one")
+                raw = raw | {"budget": budget | {"hardware": raw["hardware"]}}
+        return raw
+
+    def video_profile(self) -> dict[str, int] | None:
+        """The clips of the hierarchical profile (None: image-only)."""
+        return video_options(self.video)
 
     def validation_request(self) -> dict[str, Any] | None:
-        """The validation options (``"validate": {...}``); None for a plain true / false."""
+        """The validation options (``"validate": {...}``); None for a plain true / false. A video
+        plan validated with a plain ``true`` is validated by J&F too (default clips)."""
         v = self.validate_plan
-        return v.options() if isinstance(v, ValidationRequest) else None
+        if isinstance(v, ValidationRequest):
+            return v.options()
+        if v is True and self.video is not False:
+            return ValidationRequest.model_validate({"video": True}).options()
+        return None
 
 
 class PlanOut(BaseModel):
@@ -135,6 +168,9 @@ class PlanOut(BaseModel):
     plan: dict[str, Any] | None = Field(
         description="the bitbudget.plan/v1 document, with the model it is for under `model`"
     )
+    video: dict[str, Any] | None = Field(
+        None, description="the clips of the hierarchical (video) profile the plan was solved on"
+    )
     model: dict[str, Any] = Field(
         default_factory=dict,
         description="the model spec the plan is for: name, image_size, checkpoint, seed and "
@@ -147,6 +183,9 @@ class PlanOut(BaseModel):
     validation: dict[str, Any] | None = Field(None, description="the newest validation, if any")
     refinement: dict[str, Any] | None = Field(
         None, description="the newest LSC refinement: status, steps, fidelity before / after"
+    )
+    export: dict[str, Any] | None = Field(
+        None, description="the newest ONNX export: status, job, download url, sizes"
     )
 
 

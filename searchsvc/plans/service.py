@@ -79,23 +79,29 @@ def plan_methods() -> tuple[str, ...]:
     return tuple(m for m in known_metrics() if m != "synergy")
 
 
-def check_hardware(hardware: str | None) -> None:
-    """Refuse an unknown hardware profile, listing the shipped ones."""
+def check_hardware(hardware: str | None, session: Session | None = None) -> None:
+    """Refuse an unknown hardware profile, listing the known ones: the shipped estimates and,
+    given a session, the measured tables stored in the database."""
     if hardware is None:
         return
     from solvers.costs import hardware_profiles
 
     known = hardware_profiles()
-    if hardware not in known:
+    if hardware in known:
+        return
+    if session is None:
         raise BadInput(f"unknown hardware {hardware!r}; known: {', '.join(known)}")
+    from searchsvc.hardware.service import check_name
+
+    check_name(session, hardware)
 
 
-def _check(method: str, solver: str, hardware: str | None) -> None:
+def _check(session: Session, method: str, solver: str, hardware: str | None) -> None:
     if method not in plan_methods():
         raise BadInput(f"unknown method {method!r}; known: {', '.join(plan_methods())}")
     if solver not in known_solvers():
         raise BadInput(f"unknown solver {solver!r}; known: {', '.join(known_solvers())}")
-    check_hardware(hardware)
+    check_hardware(hardware, session)
 
 
 def _request_key(profile_key: str, body: PlanCreate, method: str, solver: str) -> str:
@@ -191,8 +197,10 @@ def _solve_future(
 ) -> tuple[Future[Any], int]:
     """The (memoised) solve of a budget over a ready profile, running or done, and the model's
     weight count (for the 422's units)."""
+    from searchsvc.hardware.service import resolve
+
     limits = Budget.model_validate(budget).limits()
-    args = (limits, hardware, solver, settings.solve_time_limit_s)
+    args = (limits, resolve(session, hardware), solver, settings.solve_time_limit_s)
     future, inventory = submit_on_profile(
         session, settings, model_id=model_id, profile_id=profile_id, key=request_key,
         fn=solve_budget, args=args,
@@ -235,8 +243,10 @@ def solve_outcome(future: Future[Any], numel: int) -> Any:
     return solved
 
 
-def _apply(plan: PlanRow, solved: Any) -> None:
-    plan.status, plan.doc, plan.objective = solved.status, solved.to_dict(), solved.objective
+def _apply(plan: PlanRow, solved: Any, video: dict[str, Any] | None = None) -> None:
+    """Record a solution; ``video``: the clips of the hierarchical profile it was solved on."""
+    doc = solved.to_dict() | ({"video": video} if video else {})
+    plan.status, plan.doc, plan.objective = solved.status, doc, solved.objective
     plan.totals, plan.message = dict(solved.totals), solved.message
 
 
@@ -273,7 +283,7 @@ def draft_plan(
     """
     method = body.method or settings.default_metric
     solver = body.solver or settings.default_solver
-    _check(method, solver, body.budget.hardware)
+    _check(session, method, solver, body.budget.hardware)
     model = get_model(session, model_id=body.model_id)
     request = profile_request(
         settings,
@@ -281,8 +291,9 @@ def draft_plan(
         method,
         body.candidates,
         body.images,
-        body.attention,
-        body.attention_options,
+        body.video_profile(),
+        attention=body.attention,
+        attention_options=body.attention_options,
     )
     key = request.key(model.weights_hash)
     draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
@@ -346,7 +357,7 @@ def create_plan(session: Session, *, settings: Settings, draft: PlanDraft) -> Pl
     )
     if draft.solved is not None:
         plan.profile_id = draft.profile_id
-        _apply(plan, draft.solved)
+        _apply(plan, draft.solved, body.video_profile())
         session.add(plan)
         session.flush()
         request_validation(session, settings=settings, plan=plan, request=body.validation_request())
@@ -396,7 +407,8 @@ def record_solution(
         if plan.validate:
             plan.validation_status = "skipped"  # nothing to validate
         return
-    _apply(plan, solved)
+    profile = profiles.get(session, plan.profile_id or 0)
+    _apply(plan, solved, ((profile.options or {}) if profile is not None else {}).get("video"))
     request_validation(session, settings=settings, plan=plan)
 
 
@@ -447,6 +459,7 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         totals=totals,
         usage=user_units(totals, numel),
         plan=None if plan.doc is None else {**plan.doc, "model": spec},
+        video=(plan.doc or {}).get("video"),
         model=spec,
         message=plan.message,
         random_weights=model.random_weights,
@@ -454,4 +467,5 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         created_at=plan.created_at,
         validation=None,
         refinement=None,
+        export=None,
     )

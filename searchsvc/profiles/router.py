@@ -10,7 +10,7 @@ from searchsvc.catalog.service import get_model
 from searchsvc.deps import GuardedRoute, ReadSessionDep, SessionDep, SettingsDep, WriterDep
 from searchsvc.jobs.service import job_out
 from searchsvc.profiles import service
-from searchsvc.profiles.schemas import ProfileAccepted, ProfileCreate, ProfileOut
+from searchsvc.profiles.schemas import ProfileAccepted, ProfileCreate, ProfileOut, video_options
 from searchsvc.responses import json_response
 
 router = APIRouter(tags=["profiles"], route_class=GuardedRoute)
@@ -29,7 +29,8 @@ def request_profile(
     settings: SettingsDep,
     _: WriterDep,
 ) -> JSONResponse:
-    """Profile a model (202 with the job); 200 with no job when that profile already exists."""
+    """Profile a model (202 with the job); 200 with no job when that profile already exists.
+    ``"video": true`` (SAM2) profiles the memory path on clips too (docs/video.md)."""
     model = get_model(session, model_id=model_id)
     request = service.profile_request(
         settings,
@@ -37,8 +38,9 @@ def request_profile(
         body.metric,
         body.candidates,
         body.images,
-        body.attention,
-        body.attention_options,
+        video_options(body.video),
+        attention=body.attention,
+        attention_options=body.attention_options,
     )
     profile, job = service.request_profile(
         session, settings=settings, model=model, request=request, direct=True

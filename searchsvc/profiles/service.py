@@ -45,10 +45,12 @@ def profile_request(
     metric: str | None,
     candidates: list[str] | None,
     images: int | None,
+    video: dict[str, Any] | None = None,
     attention: bool = False,
     attention_options: list[str] | None = None,
 ) -> Any:
     """The profiler's ``ProfileRequest`` for a registered model (server defaults filled in);
+    ``video`` (``{"clips", "frames"}``) asks for the hierarchical profile (SAM2 only);
     ``attention`` adds the attention matmul sites (their options: ``attention_options``)."""
     from profiling.quant.spec import parse_candidate
     from profiling.sensitivity import ProfileRequest
@@ -59,7 +61,7 @@ def profile_request(
             parse_candidate(candidate)
         except (BadInput, ValueError) as exc:
             raise BadInput(f"candidate {candidate!r}: {exc} (ids look like w8a8, w4a16)") from None
-    return ProfileRequest(
+    request = ProfileRequest(
         model=spec_of(model),
         metric=metric or settings.default_metric,
         candidates=wanted,
@@ -67,6 +69,11 @@ def profile_request(
         source=settings.calibration_source,
         options=attention_request(attention, attention_options),
     )
+    if video is None:
+        return request
+    from profiling.video.hierarchical import VideoCalibration, video_request
+
+    return video_request(request, VideoCalibration(**video))
 
 
 def attention_request(attention: bool, options: list[str] | None) -> dict[str, Any]:
@@ -143,9 +150,10 @@ def get_profile(session: Session, *, profile_id: int) -> ProfileRow:
 
 def profile_out(profile: ProfileRow) -> ProfileOut:
     """The profile resource, with per-layer scores when ready."""
-    fields = {name: getattr(profile, name) for name in ProfileOut.model_fields if name != "layers"}
+    skip = ("layers", "video")
+    fields = {name: getattr(profile, name) for name in ProfileOut.model_fields if name not in skip}
     layers = {x.name: x.scores for x in profile.layers} if profile.status == "ready" else None
-    return ProfileOut(**fields, layers=layers)
+    return ProfileOut(**fields, layers=layers, video=(profile.options or {}).get("video"))
 
 
 def layer_scores(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

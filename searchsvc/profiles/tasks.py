@@ -38,7 +38,8 @@ def request_of(session: Session, profile: ProfileRow) -> Any:
 
 
 def _request(ctx: JobContext) -> tuple[Any, str] | None:
-    """The profiler request and key of this job's profile; None when it is already ready."""
+    """The profiler request and key of this job's profile; None when it is already ready.
+    (The key is ``request.key(weights_hash)``; ``_weights`` gives the hash.)"""
     with ctx.session() as session:
         profile = repository.get(session, int(ctx.params["profile_id"]))
         if profile is None:
@@ -46,6 +47,16 @@ def _request(ctx: JobContext) -> tuple[Any, str] | None:
         if profile.status == "ready":
             return None
         return request_of(session, profile), profile.key
+
+
+def _weights(ctx: JobContext, key: str) -> str:
+    """The weights hash of the registered model of this job's profile (keyed ``key``)."""
+    with ctx.session() as session:
+        profile = repository.get(session, int(ctx.params["profile_id"]))
+        model = models.get(session, profile.model_id) if profile is not None else None
+        if profile is None or model is None or profile.key != key:
+            raise NotFound(f"profile {ctx.params['profile_id']} or its model was deleted")
+        return str(model.weights_hash)
 
 
 def _fanout(ctx: JobContext, checkpoint: str | None) -> Any:
@@ -66,6 +77,7 @@ def run_profile_job(ctx: JobContext) -> dict[str, Any]:
     """Run the profiler with this job's progress and stop hooks; store the result. Units go to
     the Celery workers (with a broker) or to the local process pool (embedded)."""
     from profiling.sensitivity import Cancelled, run_profile
+    from profiling.video.hierarchical import run_hierarchical_profile, video_calibration
     from searchsvc.profiles.unit_store import DbUnitStore
 
     found = _request(ctx)
@@ -78,17 +90,31 @@ def run_profile_job(ctx: JobContext) -> dict[str, Any]:
     how: dict[str, Any] = {"processes": settings.profile_pool_processes}
     if not settings.embedded:
         how = {"fanout": _fanout(ctx, request.model.checkpoint)}
-    try:
-        result = run_profile(
-            request,
+
+    def run_image(req: Any, progress: Any, expect: str, local: bool = False) -> Any:
+        return run_profile(
+            req,
             settings.profile_dir,
-            progress=ctx.progress,
+            progress=progress,
             should_stop=ctx.should_stop,
-            store=DbUnitStore(settings.database, key),
+            store=DbUnitStore(settings.database, expect),
             threads=settings.profile_threads,
-            expect_key=key,
-            **how,
+            expect_key=expect,
+            **({"processes": settings.profile_pool_processes} if local else how),
         )
+
+    try:
+        if video_calibration(request) is None:
+            result = run_image(request, ctx.progress, key)
+        else:  # the image part keys (and shares) its units like the image-only profile; it
+            # runs on this worker's process pool: Celery unit tasks find their profile by key
+            weights = _weights(ctx, key)
+            result = run_hierarchical_profile(
+                request,
+                settings.profile_dir,
+                lambda req, progress: run_image(req, progress, req.key(weights), local=True),
+                ctx.progress,
+            )
     except Cancelled:
         ctx.raise_if_stopped()
         raise JobCancelled("profiling stopped") from None

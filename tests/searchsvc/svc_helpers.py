@@ -123,6 +123,18 @@ def wait_job(client: httpx.Client, job_id: int, timeout: float = 240) -> dict[st
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+def wait_validated(client: httpx.Client, plan_id: int, timeout: float = 300) -> dict[str, Any]:
+    """Poll GET /v1/plans/{id} until its newest validation ends; returns the plan."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        plan = client.get(f"/v1/plans/{plan_id}").json()
+        v = plan.get("validation")
+        if v is not None and v["status"] not in ("pending", "running"):
+            return dict(plan)
+        time.sleep(0.5)
+    raise AssertionError(f"plan {plan_id} was not validated: {plan}")
+
+
 def unit_rows(database_url: str, key: str) -> list[dict[str, Any]]:
     """The ``profile_units`` rows of profile ``key`` (unit, state, computed, worker)."""
     from sqlalchemy import text

@@ -25,14 +25,17 @@ def test_schemathesis_finds_no_5xx_and_no_violation(tmp_path: Path) -> None:
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     out = tmp_path / "fuzz.json"
     args = ["--phases", "coverage,fuzzing", "--max-examples", "4", "--no-profile"]
-    args += ["--no-anonymous", "--out", str(out)]
+    # one worker thread: CPython 3.11's ast.parse is not thread-safe (gh-106905), and hypothesis
+    # calls it from schemathesis' worker threads ("AST constructor recursion depth mismatch")
+    args += ["--no-anonymous", "--workers", "1", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(out.read_text())
     run = doc["runs"][0]
-    assert run["operations"] == run["operations_total"] > 0 and run["exit_code"] == 0, run
+    assert run["operations"] == run["operations_total"] > 0, run
+    assert run["exit_code"] == 0, run["output_tail"] or run
     assert doc["requests"] >= 500, doc["requests"]  # boundary values of every field, and more
     assert doc["server_errors"] == 0, run["statuses"]
     assert doc["violations"] == 0 and not run["failures"] and not run["errors"], run

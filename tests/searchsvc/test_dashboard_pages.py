@@ -200,3 +200,22 @@ def test_plan_page_shows_a_stored_lsc_refinement(
     text = web.get(f"/dashboard/plans/{plan_id}").text
     assert text.index("</title>") < text.index('id="refinement"')
     assert "<td>iou</td><td>0.8125</td><td>0.875</td>" in text
+
+
+def test_video_plans_are_asked_for_and_shown(
+    client: tuple[TestClient, Settings], model: dict[str, Any]
+) -> None:
+    """The budget form of a SAM2 model offers the hierarchical (video) profile; a plan solved on
+    one says so on its page, a plan solved on images alone does not."""
+    web, settings = client
+    form = web.get(f"/dashboard/models/{model['id']}").text
+    assert '<input name="video_profile" type="checkbox"' in form
+    assert "body.video = true" in web.get("/dashboard/static/dashboard.js").text
+    with session_scope(settings.database) as session:
+        video = _solved_plan(session, model["id"], "video", "not_requested")
+        video.doc = {**(video.doc or {}), "video": {"clips": 2, "frames": 6}}
+        image = _solved_plan(session, model["id"], "image", "not_requested")
+        ids = video.id, image.id
+    text = web.get(f"/dashboard/plans/{ids[0]}").text
+    assert 'id="video-profile"' in text and "memory path on 2 clips × 6 frames" in text
+    assert 'id="video-profile"' not in web.get(f"/dashboard/plans/{ids[1]}").text

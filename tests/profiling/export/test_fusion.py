@@ -1,0 +1,71 @@
+"""ONNX Runtime's optimized graph of an export: which quantized layers run integer kernels.
+
+Counted on the graph ORT itself writes (``SessionOptions.optimized_model_filepath``), never
+assumed: a layer runs an integer kernel when its integer weight initializer feeds a fused node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from profiling.export.ort_model import session
+
+INT8_KERNELS = {
+    "MatMulIntegerToFloat",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "QGemm",
+    "QLinearConv",
+    "ConvInteger",
+}
+NBITS_KERNELS = {"MatMulNBits"}
+
+
+def _kernel_inputs(folder: Path, tmp_path: Path, kernels: set[str]) -> set[str]:
+    names: set[str] = set()
+    for g in ("image_encoder", "mask_decoder"):
+        opt = tmp_path / f"{g}.opt.onnx"
+        session(folder / f"{g}.onnx", threads=1, optimized_path=opt)
+        for node in onnx.load(str(opt)).graph.node:
+            if node.op_type in kernels:
+                names.update(node.input)
+    return names
+
+
+def _fused(inits: list[str], fed: set[str]) -> bool:
+    """The layer's initializer (or ORT's repacked copy of it, e.g. ``<name>_T``) feeds a kernel."""
+    return any(f == i or f.startswith(f"{i}_") for i in inits for f in fed)
+
+
+def _layers(manifest: dict, kind: str, bits: int) -> dict[str, list[str]]:
+    return {
+        name: e["weight"]["initializers"]
+        for name, e in manifest["layers"].items()
+        if e["kind"] == kind
+        and e["weight"]
+        and e["weight"]["graph"]
+        and e["weight"]["bits"] == bits
+    }
+
+
+def test_w8a8_linear_layers_fuse_into_int8_kernels(exports: dict, tmp_path: Path) -> None:
+    folder, manifest, _ = exports["w8a8"]
+    fed = _kernel_inputs(folder, tmp_path, INT8_KERNELS)
+    linears = _layers(manifest, "linear", 8)
+    assert len(linears) > 40
+    unfused = [n for n, inits in linears.items() if not _fused(inits, fed)]
+    assert unfused == []
+    # 1x1 convs have no quantized output for ORT's DQ -> Conv -> Q pattern: dequantize + float
+    convs = _layers(manifest, "conv2d", 8)
+    assert convs and not any(_fused(i, fed) for i in convs.values())
+
+
+def test_weight_only_4bit_linear_layers_fuse_into_matmul_nbits(
+    exports: dict, tmp_path: Path
+) -> None:
+    folder, manifest, _ = exports["w4a16"]
+    fed = _kernel_inputs(folder, tmp_path, NBITS_KERNELS)
+    linears = _layers(manifest, "linear", 4)
+    assert linears and all(_fused(inits, fed) for inits in linears.values())
