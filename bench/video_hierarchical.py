@@ -1,7 +1,7 @@
 """The hierarchical (video) plan against the image-only plan at equal memory (issue 18): part
 ``hierarchical`` of bench/video.py.
 
-Both plans come from the same fisher_kl profile of the image path (calibration images); the
+Both plans come from the same image-path profile (``--metric``: fisher_kl or kl) of the image path (calibration images); the
 hierarchical one adds the memory path profiled on calibration clips (``run_hierarchical_profile``:
 seeded apart from the evaluation clips), so the solver can trade memory-path bits against
 image-path bits; the image-only plan keeps the memory path pinned at w8a8 (what every plan got
@@ -61,7 +61,7 @@ def _plans(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(plans by name with their choices, what the profiles took)."""
     req = ProfileRequest(
-        loaded.spec, "fisher_kl", candidates, images=args.images, seed=args.seed + 1
+        loaded.spec, args.metric, candidates, images=args.images, seed=args.seed + 1
     )
     cal = VideoCalibration(args.calib_clips, args.calib_frames)
     t0 = time.perf_counter()
