@@ -139,16 +139,24 @@ def check_plan_doc(plan: Any) -> Mapping[str, Any]:
 
 def priced_plan(inventory: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, Any]:
     """A plan document for ``choices`` priced as the solvers price it (``solvers.costs``)."""
-    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs
-    from solvers.costs import cost_table
+    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs, site_descs
+    from solvers.costs import cost_table, site_cost_table
     from solvers.sizes import float_bytes
 
     descs = layer_descs(dict(inventory))
-    unknown = sorted(set(choices) - set(descs))
+    sites = site_descs(dict(inventory))
+    unknown = sorted(set(choices) - set(descs) - set(sites))
     if unknown:
         raise BadInput(f"plan: {unknown[0]!r} is not a weight layer of this model")
-    costs = cost_table([descs[n] for n in choices], sorted(set(choices.values())))
+    named = [n for n in choices if n in descs]
+    costs = cost_table([descs[n] for n in named], sorted({choices[n] for n in named}))
+    on_sites = {n: [choices[n]] for n in choices if n in sites}
+    try:
+        site_costs = site_cost_table([sites[n] for n in on_sites], on_sites)
+    except ValueError as exc:
+        raise BadInput(f"plan: {exc}") from None
     memory = float(fixed_memory_bytes(dict(inventory)))
+    memory += sum(c[choices[n]]["memory_bytes"] for n, c in site_costs.items())
     for name, desc in descs.items():
         if name in choices:
             memory += costs[name][choices[name]]["memory_bytes"]

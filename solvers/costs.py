@@ -39,10 +39,16 @@ __all__ = [
     "option_costs",
     "candidates_for",
     "cost_table",
+    "SITE_KINDS",
+    "parse_site_option",
+    "site_option_costs",
+    "site_cost_table",
 ]
 
 FLOAT_BITS = 16  # a bit-width of 16 means "kept in float"
 _CANDIDATE = re.compile(r"w(\d+)a(\d+)")
+_SITE_OPTION = re.compile(r"a(\d+)(log)?")
+SITE_KINDS = ("matmul_qk", "matmul_sv")  # attention matmul sites: two activation operands
 
 
 def parse_candidate(candidate: str) -> tuple[int, int]:
@@ -316,3 +322,59 @@ def cost_table(
         }
         for layer in layers
     }
+
+
+def parse_site_option(option: str) -> tuple[int, bool]:
+    """An attention site option: ``"a8"`` -> (8, False), ``"a4log"`` -> (4, True)."""
+    match = _SITE_OPTION.fullmatch(option) if isinstance(option, str) else None
+    bits = int(match[1]) if match else 0
+    if match is None or not (1 <= bits <= 8 or (bits == FLOAT_BITS and not match[2])):
+        raise ValueError(f"site option {option!r}: expected 'a<bits>' or 'a<bits>log', e.g. 'a8'")
+    return bits, bool(match[2])
+
+
+def site_option_costs(
+    layer: LayerDesc,
+    option: str,
+    *,
+    hardware: HardwareProfile | None = None,
+    config: QuantConfig = QuantConfig(),
+) -> dict[str, float] | None:
+    """Costs of an attention matmul site at ``option`` (both operands at its width; a log2
+    operand is costed as a uniform one of the same width): no weight, the two operands'
+    stored qparams as memory, BOPs = MACs × a × a, and a roofline latency as a ``matmul``.
+    None when ``hardware`` cannot run that width."""
+    bits, _ = parse_site_option(option)
+    out: dict[str, float] = {
+        "memory_bytes": 2 * sizes.activation_param_bytes(bits, config.symmetric),
+        "bops": layer.macs * bits * bits,
+        "weight_bits": 0,
+    }
+    if hardware is not None:
+        compute = hardware.compute_type(bits, bits, "matmul")
+        if compute is None:
+            return None
+        seconds = max(
+            2.0 * layer.macs / (hardware.peak_tops[compute] * 1e12),
+            (out["memory_bytes"] + layer.act_numel * bits / 8) / (hardware.bandwidth_gbps * 1e9),
+        )
+        out["latency_ms"] = seconds * 1e3
+    return out
+
+
+def site_cost_table(
+    layers: Iterable[LayerDesc],
+    options: Mapping[str, Iterable[str]],
+    *,
+    hardware: HardwareProfile | None = None,
+    config: QuantConfig = QuantConfig(),
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{site: {option: costs}} over the options (``options[site]``) the hardware can run."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for layer in layers:
+        costs = {
+            o: site_option_costs(layer, o, hardware=hardware, config=config)
+            for o in options[layer.name]
+        }
+        out[layer.name] = {o: c for o, c in costs.items() if c is not None}
+    return out

@@ -9,12 +9,25 @@ from profiling.errors import BadInput
 from profiling.sensitivity.profile import Profile
 from profiling.sensitivity.synergy import pair_matrix
 from solvers import Problem
-from solvers.costs import LayerDesc, MeasuredProfile, cost_table, load_hardware
+from solvers.costs import (
+    SITE_KINDS,
+    LayerDesc,
+    MeasuredProfile,
+    cost_table,
+    load_hardware,
+    site_cost_table,
+)
 from solvers.latency_table import check_table, is_measured, read_hardware_file
 from solvers.objectives import mix_qsam2_problem, mix_qsam_problem, profiled_problem
 from solvers.sizes import float_bytes
 
-__all__ = ["problem_from_profile", "layer_descs", "pinned_candidate", "fixed_memory_bytes"]
+__all__ = [
+    "problem_from_profile",
+    "layer_descs",
+    "site_descs",
+    "pinned_candidate",
+    "fixed_memory_bytes",
+]
 
 RESOURCES = ("memory_bytes", "latency_ms", "bops", "avg_bits")
 
@@ -33,6 +46,15 @@ def layer_descs(inventory: dict[str, Any]) -> dict[str, LayerDesc]:
                 macs=x["macs"],
             )
     return out
+
+
+def site_descs(inventory: dict[str, Any]) -> dict[str, LayerDesc]:
+    """Cost descriptions of the attention matmul sites of an inventory (no weight; MACs)."""
+    return {
+        x["name"]: LayerDesc(name=x["name"], kind=x["kind"], numel=0, macs=x["macs"])
+        for x in inventory["layers"]
+        if x["kind"] in SITE_KINDS
+    }
 
 
 def fixed_memory_bytes(inventory: dict[str, Any], float_dtype: str = "bfloat16") -> int:
@@ -71,7 +93,8 @@ def problem_from_profile(
     descs = layer_descs(inventory)
     opts = options or {}
     measured = _measured(profile)
-    problem = _core(profile, [descs[n] for n in descs if n in measured], hw, opts)
+    sites = [d for n, d in site_descs(inventory).items() if n in measured]
+    problem = _core(profile, [descs[n] for n in descs if n in measured], hw, opts, sites)
     raw = problem.to_dict()
     pin = pinned_candidate(profile.candidates)
     pinned = [d for n, d in descs.items() if n not in measured]
@@ -121,7 +144,13 @@ def _measured(profile: Profile) -> set[str]:
     return set(profile.layers) | set(profile.scores)
 
 
-def _core(profile: Profile, descs: list[LayerDesc], hw: Any, opts: dict[str, Any]) -> Problem:
+def _core(
+    profile: Profile,
+    descs: list[LayerDesc],
+    hw: Any,
+    opts: dict[str, Any],
+    sites: list[LayerDesc] | None = None,
+) -> Problem:
     if profile.metric == "mixqsam":
         syn = {(s["a"], s["b"]): s["value"] for s in profile.synergy}
         names = [d.name for d in descs]
@@ -148,6 +177,10 @@ def _core(profile: Profile, descs: list[LayerDesc], hw: Any, opts: dict[str, Any
         )
     losses = profile.losses()
     costs = cost_table(descs, profile.candidates, hardware=hw)
+    sites = sites or []
+    costs |= site_cost_table(sites, {d.name: list(losses[d.name]) for d in sites}, hardware=hw)
+    empty = {d.name for d in sites if not costs[d.name]}  # no width the hardware runs: float
+    costs = {n: c for n, c in costs.items() if n not in empty}
     losses = {
         n: {c: v for c, v in t.items() if c in costs[n]} for n, t in losses.items() if n in costs
     }

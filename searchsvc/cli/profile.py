@@ -58,6 +58,12 @@ def profile_cmd(
     clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
     frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
     folder: Path = typer.Option(None, "--folder", help="--video: DAVIS / SA-V frame folder"),
+    attention: bool = typer.Option(
+        False, "--attention", help="also profile the attention matmul sites (qk, sv)"
+    ),
+    attention_options: str = typer.Option(
+        None, help="attention site options, e.g. a8,a4,a8log (implies --attention)"
+    ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
     from profiling.models import ModelSpec
@@ -77,7 +83,11 @@ def profile_cmd(
             tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
         )
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
-        opts = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        opts: dict[str, object] = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        if attention or attention_options is not None:  # options imply --attention
+            opts["attention"] = True
+        if attention_options is not None:
+            opts["attention_options"] = [o.strip() for o in attention_options.split(",")]
         req = ProfileRequest(
             spec,
             metric=metric,

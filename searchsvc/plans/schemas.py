@@ -8,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from searchsvc.bounds import MAX_BOPS_G, MAX_ID, MAX_LATENCY_MS, MAX_MEMORY_MB, Candidates, Name
+from searchsvc.bounds import (
+    MAX_BOPS_G,
+    MAX_ID,
+    MAX_LATENCY_MS,
+    MAX_MEMORY_MB,
+    Candidates,
+    Name,
+    SiteOptions,
+)
 from searchsvc.jobs.schemas import JobOut
 from searchsvc.profiles.schemas import VideoProfile, video_options
 from searchsvc.validation.schemas import ValidationRequest
@@ -103,11 +111,10 @@ class PlanCreate(BaseModel):
         description="SAM2: solve over the hierarchical profile (memory path profiled on clips, "
         "so memory attention / encoder get real options); a validation then measures J&F too",
     )
-
-    def video_profile(self) -> dict[str, int] | None:
-        """The clips of the hierarchical profile (None: image-only)."""
-        return video_options(self.video)
-
+    attention: bool = Field(False, description="attention matmul sites in the plan")
+    attention_options: SiteOptions | None = Field(
+        None, description="attention site options (default a8,a6,a4 and a8log,a6log,a4log)"
+    )
     hardware: Name | None = Field(
         None,
         description="hardware profile for a latency budget (the same as budget.hardware): a "
@@ -126,6 +133,10 @@ class PlanCreate(BaseModel):
                     raise ValueError("hardware and budget.hardware differ; give one")
                 raw = raw | {"budget": budget | {"hardware": raw["hardware"]}}
         return raw
+
+    def video_profile(self) -> dict[str, int] | None:
+        """The clips of the hierarchical profile (None: image-only)."""
+        return video_options(self.video)
 
     def validation_request(self) -> dict[str, Any] | None:
         """The validation options (``"validate": {...}``); None for a plain true / false. A video

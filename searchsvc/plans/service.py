@@ -286,7 +286,14 @@ def draft_plan(
     _check(session, method, solver, body.budget.hardware)
     model = get_model(session, model_id=body.model_id)
     request = profile_request(
-        settings, model, method, body.candidates, body.images, body.video_profile()
+        settings,
+        model,
+        method,
+        body.candidates,
+        body.images,
+        body.video_profile(),
+        attention=body.attention,
+        attention_options=body.attention_options,
     )
     key = request.key(model.weights_hash)
     draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
