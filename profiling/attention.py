@@ -8,14 +8,27 @@ blocks). Each contributes two activation-only sites named ``<module>.qk_matmul``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["SITE_SUFFIXES", "attention_modules", "projections", "attention_macs"]
+__all__ = [
+    "SITE_SUFFIXES",
+    "SITE_KINDS",
+    "SITE_BITS",
+    "attention_modules",
+    "projections",
+    "attention_macs",
+    "site_options",
+    "check_site_option",
+]
 
 SITE_SUFFIXES = ("qk_matmul", "sv_matmul")
+SITE_KINDS = ("matmul_qk", "matmul_sv")
+SITE_BITS = (4, 6, 8, 16)  # activation widths a site option may name (16 = kept in float)
+DEFAULT_SITE_OPTIONS = ("a8", "a6", "a4", "a8log", "a6log", "a4log")
 _SPLIT = ("q_proj", "k_proj", "v_proj", "out_proj")
 _FUSED = ("qkv", "proj")
 
@@ -55,3 +68,40 @@ def attention_macs(
     b, h, w = x.shape[:3]
     nq = output.shape[1] * output.shape[2]
     return int(b * nq * h * w * output.shape[-1])
+
+
+def _option_parts(option: str) -> tuple[int, bool] | None:
+    """``"a8"`` -> (8, False); ``"a4log"`` -> (4, True); anything else -> None."""
+    text = option[1:] if isinstance(option, str) and option.startswith("a") else ""
+    log = text.endswith("log")
+    digits = text[: -len("log")] if log else text
+    if not digits.isdigit() or int(digits) not in SITE_BITS or (log and int(digits) >= 16):
+        return None
+    return int(digits), log
+
+
+def check_site_option(kind: str, option: str) -> tuple[int, bool]:
+    """(bits, log2) of an attention site option; ``ValueError`` naming the options otherwise.
+
+    Both operands are quantized at ``bits``; ``log`` (``matmul_sv`` only) puts PTQ4SAM's AGQ
+    log2 quantizer on the post-softmax operand and a uniform one on v."""
+    parts = _option_parts(option)
+    if parts is None or (parts[1] and kind != "matmul_sv"):
+        known = [o for o in (*DEFAULT_SITE_OPTIONS, "a16") if kind == "matmul_sv" or "log" not in o]
+        raise ValueError(
+            f"option {option!r} does not exist for a {kind} site; options: {', '.join(known)}"
+        )
+    return parts
+
+
+def site_options(kind: str, wanted: Sequence[str] | None = None) -> list[str]:
+    """The option ids a site of ``kind`` takes: ``wanted`` (checked) or the defaults; log2
+    options are dropped for ``matmul_qk`` (they only exist for the post-softmax operand)."""
+    if wanted is None:
+        return [o for o in DEFAULT_SITE_OPTIONS if kind == "matmul_sv" or "log" not in o]
+    out = []
+    for option in wanted:
+        bits, log = check_site_option("matmul_sv", option)
+        if kind == "matmul_sv" or not log:
+            out.append(option)
+    return out

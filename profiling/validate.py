@@ -24,6 +24,7 @@ from profiling.errors import BadInput
 from profiling.evaluate import measure_fidelity
 from profiling.models import LoadedModel, ModelSpec, build_model
 from profiling.models.adapter import TaskAdapter
+from profiling.validate_ort import check_runtime, ort_section
 
 __all__ = [
     "VALIDATION_FORMAT",
@@ -138,16 +139,24 @@ def check_plan_doc(plan: Any) -> Mapping[str, Any]:
 
 def priced_plan(inventory: Mapping[str, Any], choices: Mapping[str, str]) -> dict[str, Any]:
     """A plan document for ``choices`` priced as the solvers price it (``solvers.costs``)."""
-    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs
-    from solvers.costs import cost_table
+    from profiling.sensitivity.problem import fixed_memory_bytes, layer_descs, site_descs
+    from solvers.costs import cost_table, site_cost_table
     from solvers.sizes import float_bytes
 
     descs = layer_descs(dict(inventory))
-    unknown = sorted(set(choices) - set(descs))
+    sites = site_descs(dict(inventory))
+    unknown = sorted(set(choices) - set(descs) - set(sites))
     if unknown:
         raise BadInput(f"plan: {unknown[0]!r} is not a weight layer of this model")
-    costs = cost_table([descs[n] for n in choices], sorted(set(choices.values())))
+    named = [n for n in choices if n in descs]
+    costs = cost_table([descs[n] for n in named], sorted({choices[n] for n in named}))
+    on_sites = {n: [choices[n]] for n in choices if n in sites}
+    try:
+        site_costs = site_cost_table([sites[n] for n in on_sites], on_sites)
+    except ValueError as exc:
+        raise BadInput(f"plan: {exc}") from None
     memory = float(fixed_memory_bytes(dict(inventory)))
+    memory += sum(c[choices[n]]["memory_bytes"] for n, c in site_costs.items())
     for name, desc in descs.items():
         if name in choices:
             memory += costs[name][choices[name]]["memory_bytes"]
@@ -211,11 +220,17 @@ def validate_plan(
     progress: Progress | None = None,
     video: VideoSpec | None = None,
     clipping: Path | str | None = None,
+    runtime: str = "pytorch",
+    export_dir: Path | str | None = None,
+    exported: bool = False,
 ) -> dict[str, Any]:
     """The validation document of ``plan`` (a ``bitbudget.plan/v1`` doc) on ``loaded``; with
     ``video``, its ``video`` section too. With ``clipping`` (a Q-SAM2 LSC sidecar), the refined
     model is the one measured and packed, and ``refinement`` holds the held-out fidelity of
-    post-training clipping (before) and of the learned clipping (after)."""
+    post-training clipping (before) and of the learned clipping (after). With ``runtime =
+    "onnxruntime"`` the plan's ONNX export (written to ``export_dir``, or read from there when
+    ``exported``) is what is measured: ``metrics`` are ONNX Runtime's, and ``runtime`` holds the
+    fake-quant fidelity, the difference, and the exported files (``profiling.validate_ort``)."""
     from profiling.quant.apply import apply_plan, report_of
     from profiling.quant.pack import predict_bytes
     from profiling.quant.plan import plan_from_json
@@ -223,6 +238,13 @@ def validate_plan(
     started = time.perf_counter()
     say = progress or (lambda f, m: None)
     plan = check_plan_doc(plan)
+    if check_runtime(runtime) != "pytorch" and export_dir is None:
+        raise BadInput("runtime onnxruntime: needs a folder for the export (export_dir)")
+    if runtime != "pytorch" and clipping is not None:
+        raise BadInput(
+            "runtime onnxruntime: the export does not carry LSC learned clipping; "
+            "validate a refined plan with runtime pytorch"
+        )
     qplan = plan_from_json(plan)
     say(0.05, "applying the plan (calibrating quantizers)")
     qmodel = apply_plan(loaded, qplan, calib)
@@ -236,13 +258,21 @@ def validate_plan(
         refinement = {"method": "lsc", "clipping": Path(clipping).name, "before": before}
     say(0.45, "measuring fidelity on the held-out images")
     quant = LoadedModel(loaded.spec, qmodel, loaded.weights_hash)
-    fid = measure_fidelity(ref, TaskAdapter(quant, multimask), heldout.samples)
+    fq_adapter = TaskAdapter(quant, multimask)
+    fid = measure_fidelity(ref, fq_adapter, heldout.samples)
     if refinement is not None:
         refinement["after"] = fid.to_dict()
     video_doc = None
     if video is not None:
         say(0.6, "tracking clips (video fidelity)")
         video_doc = video_section(loaded, plan, calib, video)
+    ort_doc = None
+    if runtime == "onnxruntime":
+        assert export_dir is not None
+        ort_doc = ort_section(
+            loaded, plan, calib, heldout, fq_adapter, fid.to_dict(), export_dir=export_dir,
+            exported=exported, multimask=multimask, progress=say,
+        )  # fmt: skip
     say(0.85, "packing the artifact")
     measured, file_bytes = _artifact(qmodel, qplan, loaded, Path(artifact))
     packer = predict_bytes(loaded.module, qplan)
@@ -260,7 +290,7 @@ def validate_plan(
             "layers": len(qplan.specs),
             "predicted_loss": plan.get("objective"),
         },
-        "metrics": fid.to_dict(),
+        "metrics": fid.to_dict() if ort_doc is None else ort_doc["metrics"],
         "size": size,
         "passed": not reasons,
         "reasons": reasons,
@@ -276,6 +306,8 @@ def validate_plan(
         doc["video"] = video_doc
     if refinement is not None:
         doc["refinement"] = refinement
+    if ort_doc is not None:
+        doc["runtime"] = ort_doc
     return doc
 
 
@@ -302,9 +334,13 @@ def run_validation(
     progress: Progress | None = None,
     video: VideoSpec | None = None,
     clipping: Path | str | None = None,
+    runtime: str = "pytorch",
+    export_dir: Path | str | None = None,
+    exported: bool = False,
 ) -> dict[str, Any]:
     """Build the model (unless given) and the data split, then ``validate_plan``."""
     check_plan_doc(plan)
+    check_runtime(runtime)
     if budget_bytes is None:
         budget_bytes = (plan.get("budget") or {}).get("memory_bytes")
     spec = model.spec if isinstance(model, LoadedModel) else model
@@ -315,5 +351,5 @@ def run_validation(
     calib, heldout = (data or DataSpec()).sets()
     return validate_plan(
         loaded, plan, calib, heldout, artifact, budget_bytes=budget_bytes, progress=progress,
-        video=video, clipping=clipping,
+        video=video, clipping=clipping, runtime=runtime, export_dir=export_dir, exported=exported,
     )  # fmt: skip

@@ -188,6 +188,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from searchsvc.catalog.router import router as models_router
     from searchsvc.catalog.router import specs_router
     from searchsvc.dashboard.router import install as install_dashboard
+    from searchsvc.exports.router import router as exports_router
+    from searchsvc.hardware.router import router as hardware_router
     from searchsvc.health import router as health_router
     from searchsvc.jobs.router import router as jobs_router
     from searchsvc.pareto.router import router as pareto_router
@@ -211,8 +213,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         specs_router,
         profiles_router,
         plans_router,
+        exports_router,
         pareto_router,
         validation_router,
+        hardware_router,
         jobs_router,
         health_router,
     ):

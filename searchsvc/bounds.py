@@ -29,6 +29,7 @@ __all__ = [
     "Name",
     "CandidateId",
     "Candidates",
+    "SiteOptions",
 ]
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL `integer` (32-bit) columns
@@ -50,3 +51,8 @@ CandidateId = Annotated[str, Field(pattern=r"^w[0-9]{1,2}a[0-9]{1,2}$", examples
 Candidates = Annotated[
     list[CandidateId], Field(min_length=1, max_length=MAX_CANDIDATES, examples=[["w8a8", "w4a8"]])
 ]
+
+SiteOptions = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=8)]],
+    Field(min_length=1, max_length=8, examples=[["a8", "a4", "a8log"]]),
+]  # attention site option ids, checked by the profiler (profiling.attention.check_site_option)

@@ -15,8 +15,9 @@ from sqlalchemy.exc import ArgumentError
 
 __all__ = ["Settings", "get_settings", "DEFAULT_CANDIDATES", "is_loopback", "QUEUES"]
 
-# the Celery queues: jobs, and the units of profiles fanned out over workers
-QUEUES = ("bitbudget", "profile-units")
+# the Celery queues: jobs, the units of profiles fanned out over workers, and latency
+# measurements (a worker on the target machine consumes only ``latency``: docs/latency.md)
+QUEUES = ("bitbudget", "profile-units", "latency")
 
 DEFAULT_CANDIDATES = ("w8a8", "w6a8", "w4a8", "w8a16", "w4a16", "w2a16")
 _WEAK_TOKENS = {"changeme", "change-me", "secret", "token", "password", "admin", "test"}

@@ -21,7 +21,7 @@ from searchsvc.settings import QUEUES, Settings, get_settings
 __all__ = ["make_celery", "app", "QUEUE", "UNITS_QUEUE"]
 
 log = logging.getLogger(__name__)
-QUEUE, UNITS_QUEUE = QUEUES
+QUEUE, UNITS_QUEUE = QUEUES[0], QUEUES[1]
 _reconcilers: list[Any] = []
 
 
@@ -62,8 +62,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    for name in sorted(load_tasks()):
-        celery.task(name=name, acks_late=True, reject_on_worker_lost=True)(_task(name))
+    for name, spec in sorted(load_tasks().items()):
+        queue = spec.queue or QUEUE
+        celery.task(name=name, acks_late=True, reject_on_worker_lost=True, queue=queue)(_task(name))
     from searchsvc.profiles.fanout import UNIT_TASK
 
     celery.task(name=UNIT_TASK, acks_late=True, reject_on_worker_lost=True, queue=UNITS_QUEUE)(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from solvers import sizes
+from solvers.latency_table import MeasuredProfile, is_measured, read_hardware_file
 
 __all__ = [
     "FLOAT_BITS",
@@ -23,6 +24,9 @@ __all__ = [
     "QuantConfig",
     "SupportRule",
     "HardwareProfile",
+    "Hardware",
+    "MeasuredProfile",
+    "hardware_from_dict",
     "parse_candidate",
     "candidate_id",
     "memory_bytes",
@@ -35,10 +39,16 @@ __all__ = [
     "option_costs",
     "candidates_for",
     "cost_table",
+    "SITE_KINDS",
+    "parse_site_option",
+    "site_option_costs",
+    "site_cost_table",
 ]
 
 FLOAT_BITS = 16  # a bit-width of 16 means "kept in float"
 _CANDIDATE = re.compile(r"w(\d+)a(\d+)")
+_SITE_OPTION = re.compile(r"a(\d+)(log)?")
+SITE_KINDS = ("matmul_qk", "matmul_sv")  # attention matmul sites: two activation operands
 
 
 def parse_candidate(candidate: str) -> tuple[int, int]:
@@ -176,6 +186,7 @@ class HardwareProfile:
     bandwidth_gbps: float
     rules: tuple[SupportRule, ...]
     sources: dict[str, Any] = field(default_factory=dict)
+    kind: str = "estimate"  # a roofline from datasheet figures, not a measurement
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> HardwareProfile:
@@ -228,11 +239,22 @@ def hardware_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_hardware(name: str | Path) -> HardwareProfile:
-    """A shipped profile by name (e.g. ``nvidia_t4``) or a JSON file path."""
-    path = Path(name)
-    if path.suffix == ".json" and path.exists():
-        return HardwareProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+Hardware = HardwareProfile | MeasuredProfile
+
+
+def hardware_from_dict(raw: Mapping[str, Any]) -> Hardware:
+    """A roofline estimate or, when it carries a ``latency_table``, a measured profile."""
+    if is_measured(raw):
+        return MeasuredProfile.from_dict(raw)
+    return HardwareProfile.from_dict(raw)
+
+
+def load_hardware(name: str | Path | Mapping[str, Any]) -> Hardware:
+    """A shipped profile by name (e.g. ``nvidia_t4``), a JSON file path or a loaded document."""
+    if isinstance(name, Mapping):
+        return hardware_from_dict(name)
+    if str(name).endswith(".json"):
+        return hardware_from_dict(read_hardware_file(name))
     if str(name) not in hardware_profiles():
         raise ValueError(
             f"unknown hardware profile {str(name)!r}; known: {', '.join(hardware_profiles())}"
@@ -242,13 +264,17 @@ def load_hardware(name: str | Path) -> HardwareProfile:
 
 
 def candidates_for(
-    layer: LayerDesc, candidates: Iterable[str], hardware: HardwareProfile | None = None
+    layer: LayerDesc, candidates: Iterable[str], hardware: Hardware | None = None
 ) -> list[str]:
-    """The candidates this layer may take (all of them without a hardware profile)."""
+    """The candidates this layer may take (all of them without a hardware profile; those the
+    table timed with a measured one)."""
     out = []
     for cid in candidates:
         w, a = parse_candidate(cid)
-        if hardware is None or hardware.compute_type(w, a, layer.kind) is not None:
+        if isinstance(hardware, MeasuredProfile):
+            if hardware.has(layer.name, cid):
+                out.append(cid)
+        elif hardware is None or hardware.compute_type(w, a, layer.kind) is not None:
             out.append(cid)
     return out
 
@@ -257,7 +283,7 @@ def option_costs(
     layer: LayerDesc,
     candidate: str,
     *,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     latency_table: Mapping[str, Mapping[str, float]] | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> dict[str, float]:
@@ -270,6 +296,8 @@ def option_costs(
     }
     if latency_table is not None:
         out["latency_ms"] = latency_from_table(latency_table, layer.name, candidate)
+    elif isinstance(hardware, MeasuredProfile):
+        out["latency_ms"] = hardware.layer_ms(layer.name, candidate)
     elif hardware is not None:
         out["latency_ms"] = hardware.latency_ms(layer, w, a, config)
     return out
@@ -279,7 +307,7 @@ def cost_table(
     layers: Iterable[LayerDesc],
     candidates: Iterable[str],
     *,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     latency_table: Mapping[str, Mapping[str, float]] | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -294,3 +322,59 @@ def cost_table(
         }
         for layer in layers
     }
+
+
+def parse_site_option(option: str) -> tuple[int, bool]:
+    """An attention site option: ``"a8"`` -> (8, False), ``"a4log"`` -> (4, True)."""
+    match = _SITE_OPTION.fullmatch(option) if isinstance(option, str) else None
+    bits = int(match[1]) if match else 0
+    if match is None or not (1 <= bits <= 8 or (bits == FLOAT_BITS and not match[2])):
+        raise ValueError(f"site option {option!r}: expected 'a<bits>' or 'a<bits>log', e.g. 'a8'")
+    return bits, bool(match[2])
+
+
+def site_option_costs(
+    layer: LayerDesc,
+    option: str,
+    *,
+    hardware: HardwareProfile | None = None,
+    config: QuantConfig = QuantConfig(),
+) -> dict[str, float] | None:
+    """Costs of an attention matmul site at ``option`` (both operands at its width; a log2
+    operand is costed as a uniform one of the same width): no weight, the two operands'
+    stored qparams as memory, BOPs = MACs × a × a, and a roofline latency as a ``matmul``.
+    None when ``hardware`` cannot run that width."""
+    bits, _ = parse_site_option(option)
+    out: dict[str, float] = {
+        "memory_bytes": 2 * sizes.activation_param_bytes(bits, config.symmetric),
+        "bops": layer.macs * bits * bits,
+        "weight_bits": 0,
+    }
+    if hardware is not None:
+        compute = hardware.compute_type(bits, bits, "matmul")
+        if compute is None:
+            return None
+        seconds = max(
+            2.0 * layer.macs / (hardware.peak_tops[compute] * 1e12),
+            (out["memory_bytes"] + layer.act_numel * bits / 8) / (hardware.bandwidth_gbps * 1e9),
+        )
+        out["latency_ms"] = seconds * 1e3
+    return out
+
+
+def site_cost_table(
+    layers: Iterable[LayerDesc],
+    options: Mapping[str, Iterable[str]],
+    *,
+    hardware: HardwareProfile | None = None,
+    config: QuantConfig = QuantConfig(),
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{site: {option: costs}} over the options (``options[site]``) the hardware can run."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for layer in layers:
+        costs = {
+            o: site_option_costs(layer, o, hardware=hardware, config=config)
+            for o in options[layer.name]
+        }
+        out[layer.name] = {o: c for o, c in costs.items() if c is not None}
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.costs import HardwareProfile, LayerDesc, QuantConfig, candidate_id, cost_table
+from solvers.costs import Hardware, LayerDesc, QuantConfig, candidate_id, cost_table
 from solvers.problem import PROBLEM_FORMAT, Problem
 
 __all__ = ["profiled_problem", "mix_qsam_problem", "mix_qsam2_problem"]
@@ -75,7 +75,7 @@ def mix_qsam_problem(
     target_bits: float,
     lam: float = 0.1,
     memory_budget: float | None = None,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> Problem:
     """Mix-QSAM (W = A bits per unit): Ω_i importances, Ŝ_{l,l+1} synergies of adjacent layers."""
@@ -122,7 +122,7 @@ def mix_qsam2_problem(
     avg_bits: float = 4.0,
     act_bits: int | None = None,
     memory_budget: float | None = None,
-    hardware: HardwareProfile | None = None,
+    hardware: Hardware | None = None,
     config: QuantConfig = QuantConfig(),
 ) -> Problem:
     """Mix-QSAM2: loss WAIS_l·2^(−b_l); average weight bits (by parameter count) <= ``avg_bits``."""

@@ -145,11 +145,14 @@ def export_plan(
     out_dir: Path,
     calibration: Any = None,
     progress: Progress | None = None,
+    clipping: Any = None,
 ) -> dict[str, Any]:
     """Export ``plan`` for ``model`` into ``out_dir``; returns the manifest it wrote.
 
     ``calibration``: the ``CalibrationSet`` whose activation ranges are used (default: the
-    shipped photographs, as ``bitbudget quantize``). Nothing is left in ``out_dir`` on failure.
+    shipped photographs, as ``bitbudget quantize``). ``clipping``: an LSC refinement
+    (``lsc.LearnedClipping`` or its sidecar path) whose learned ranges replace the post-training
+    ones, as in ``apply_plan``. Nothing is left in ``out_dir`` on failure.
     """
     from profiling.quant.apply import apply_plan, needs_calibration
 
@@ -166,7 +169,7 @@ def export_plan(
     check_expressible(qplan, loaded.module)
     calib = _calibration(calibration) if needs_calibration(qplan) else None
     say("quantize and calibrate", 0.15)
-    qmodel = apply_plan(loaded, qplan, calib)
+    qmodel = apply_plan(loaded, qplan, calib, clipping=clipping)
     say("trace graphs", 0.45)
     graphs, found, acts = _graphs(loaded, qmodel, qplan)
     say("write files", 0.85)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from torch import nn
+from torch import Tensor, nn
 
 from profiling.calibration import CalibrationSet
 from profiling.errors import BadInput
@@ -31,7 +31,7 @@ from profiling.quant.observers import (
 )
 from profiling.quant.plan import QuantPlan, as_plan, validate_plan
 from profiling.quant.prepare import prepare, quantize_weights, weight_layers
-from profiling.quant.ptq4sam import BigResult, big_targets, bimodal_integration
+from profiling.quant.ptq4sam import BigResult, big_targets, bimodal_integration, key_slice
 from profiling.quant.vrc import VrcResult, vrc_layer
 
 __all__ = [
@@ -91,8 +91,9 @@ def _fp_pass(
 ) -> None:
     """BIG and VRC, from one pass of the float copy."""
     modules = dict(qmodel.named_modules())
-    targets = big_targets(qmodel) if plan.options.big else {}
-    keys = {n: cast(nn.Module, m.k_proj) for n, m in targets.items()}
+    quantized_sites = [n for n, s in plan.specs.items() if s.a_bits < 16]
+    targets = big_targets(qmodel, sites=quantized_sites) if plan.options.big else {}
+    keys = {n: key_slice(m)[0] for n, m in targets.items()}
     kinds = validate_plan(qmodel, plan)
     linears = {
         n: modules[n]
@@ -104,7 +105,10 @@ def _fp_pass(
         observing(linears, lambda _: GramObserver()) as g_obs,
     ):
         run_calibration(loaded, qmodel, calib, video=False)  # one call per image: CV halves
-    samples = {n: cast(SampleObserver, o).tensor() for n, o in k_obs.items()}
+    samples = {
+        n: _keys_of(cast(SampleObserver, o).tensor(), key_slice(targets[n])[1])
+        for n, o in k_obs.items()
+    }
     rep.big.update(bimodal_integration(targets, samples))
     for name, obs in g_obs.items():
         gram_obs = cast(GramObserver, obs)
@@ -116,6 +120,11 @@ def _fp_pass(
             mod.weight.detach(), (first, second), gram_obs.rows, plan.specs[name]
         )
         mod.weight.data.copy_(new_w)
+
+
+def _keys_of(rows: Tensor, channels: slice) -> Tensor:
+    """The key channels of a key layer's sampled output rows (none: an empty tensor)."""
+    return rows[:, channels] if rows.numel() else rows
 
 
 def _calibrate(

@@ -19,7 +19,7 @@ from torch import nn
 from profiling.attention import SITE_SUFFIXES, attention_modules
 from profiling.errors import BadInput
 from profiling.quant.modules import WEIGHT_TYPES
-from profiling.quant.spec import PerTensor, QuantSpec, parse_candidate
+from profiling.quant.spec import PerTensor, QuantSpec, parse_candidate, parse_option
 
 __all__ = [
     "FLOAT_PREFIXES",
@@ -104,7 +104,13 @@ def _check_layer(name: str, kind: str | None, spec: QuantSpec) -> None:
         raise BadInput(f"layer {name!r}: a_granularity: activations are quantized per tensor")
     if kind.startswith("matmul") and spec.w_bits != 16:
         raise BadInput(
-            f"layer {name!r}: w_bits: a matmul site has no weight; use w16a{spec.a_bits}"
+            f"layer {name!r}: w_bits: option {spec.id!r} does not exist for a {kind} site (it "
+            f"has no weight); use a{spec.a_bits}"
+        )
+    if spec.a_log and kind != "matmul_sv":
+        raise BadInput(
+            f"layer {name!r}: a_log: option {spec.id!r} does not exist for a {kind} layer; the "
+            "log2 option is for the post-softmax operand of a matmul_sv site"
         )
 
 
@@ -142,7 +148,7 @@ def _spec_of(name: str, value: Any) -> QuantSpec:
         if isinstance(value, QuantSpec):
             return value
         if isinstance(value, str):
-            return parse_candidate(value)
+            return parse_option(value)
         if isinstance(value, Mapping):
             return QuantSpec.from_dict(dict(value))
     except BadInput as err:

@@ -55,7 +55,7 @@ def _act(spec: QuantSpec | None) -> nn.Module:
 def _probs(spec: QuantSpec | None, agq: bool) -> nn.Module:
     if spec is None or spec.a_bits >= 16:
         return nn.Identity()
-    if agq:
+    if agq or spec.a_log:  # plan-wide --agq, or the site's own log2 option
         return LogQuantizer(spec.a_bits, spec.a_symmetric)
     return ActQuantizer(spec.a_bits, spec.a_symmetric)
 

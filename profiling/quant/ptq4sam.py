@@ -10,8 +10,9 @@ AGQ (the other PTQ4SAM method) lives in ``logquant`` and is installed by ``apply
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ __all__ = [
     "sign_vector",
     "flip_query_key",
     "big_targets",
+    "big_supported",
+    "key_slice",
     "bimodal_integration",
 ]
 
@@ -75,24 +78,55 @@ def sign_vector(k: Tensor) -> Tensor:
     return torch.where(s == 0, torch.ones_like(s), s)
 
 
+def key_slice(module: Any) -> tuple[nn.Module, slice]:
+    """The layer whose output holds the keys, and the output channels that are the keys:
+    ``k_proj`` (all of them) or a fused ``qkv`` (the middle third)."""
+    if hasattr(module, "k_proj"):
+        return module.k_proj, slice(None)
+    qkv = module.qkv
+    c = qkv.out_features // 3
+    return qkv, slice(c, 2 * c)
+
+
+def big_supported(module: nn.Module) -> bool:
+    """Whether flipping q / k channel signs leaves this attention's output unchanged: not with
+    RoPE (the rotation mixes channel pairs), Hiera q-pooling (a max-pool of q) or SAM's
+    decomposed relative positions (a q-dependent term besides q·kᵀ)."""
+    if type(module).__name__ == "RoPEAttention":
+        return False
+    if hasattr(module, "k_proj"):
+        return True
+    return getattr(module, "q_pool", None) is None and not getattr(module, "use_rel_pos", False)
+
+
 @torch.no_grad()
-def flip_query_key(module: nn.Module, signs: Tensor) -> None:
-    """Multiply the rows (and biases) of ``q_proj`` and ``k_proj`` by ``signs``."""
-    for proj_name in ("q_proj", "k_proj"):
-        proj = getattr(module, proj_name)
+def flip_query_key(module: Any, signs: Tensor) -> None:
+    """Multiply the rows (and biases) of the query and key projections by ``signs``."""
+    if hasattr(module, "k_proj"):
+        parts = [(module.q_proj, slice(None)), (module.k_proj, slice(None))]
+    else:
+        c = module.qkv.out_features // 3
+        parts = [(module.qkv, slice(0, c)), (module.qkv, slice(c, 2 * c))]
+    for proj, rows in parts:
         s = signs.to(proj.weight)
-        proj.weight.mul_(s[:, None])
+        proj.weight[rows].mul_(s[:, None])
         if proj.bias is not None:
-            proj.bias.mul_(s)
+            proj.bias[rows].mul_(s)
 
 
-def big_targets(model: nn.Module, scope: str = "token_to_image") -> dict[str, nn.Module]:
-    """Split-projection attentions BIG examines: PTQ4SAM's ``cross_attn_token_to_image`` or all."""
+def big_targets(
+    model: nn.Module, scope: str = "token_to_image", sites: Iterable[str] = ()
+) -> dict[str, nn.Module]:
+    """Attentions BIG examines: PTQ4SAM's ``cross_attn_token_to_image`` (or ``all`` split-
+    projection ones), plus every attention whose ``qk_matmul`` site is in ``sites`` (the plan
+    quantizes its key projection's output) where a sign flip is exact (``big_supported``)."""
+    attns = {site.rsplit(".", 1)[0] for site in sites if site.endswith(".qk_matmul")}
     out = {}
     for name, mod in attention_modules(model).items():
-        if not hasattr(mod, "k_proj"):
-            continue
-        if scope == "all" or name.endswith("cross_attn_token_to_image"):
+        ptq4sam = hasattr(mod, "k_proj") and (
+            scope == "all" or name.endswith("cross_attn_token_to_image")
+        )
+        if ptq4sam or (name in attns and big_supported(mod)):
             out[name] = mod
     return out
 

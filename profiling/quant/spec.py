@@ -25,6 +25,7 @@ __all__ = [
     "FLOAT_SPEC",
     "granularity_from_dict",
     "parse_candidate",
+    "parse_option",
 ]
 
 W_BITS = (2, 3, 4, 5, 6, 8, 16)
@@ -114,22 +115,25 @@ class QuantSpec:
     w_granularity: Granularity = field(default_factory=PerChannel)
     a_granularity: Granularity = field(default_factory=PerTensor)
     w_method: str = "minmax"
+    a_log: bool = False  # PTQ4SAM AGQ: log2 levels for a matmul_sv site's post-softmax operand
 
     def __post_init__(self) -> None:
         _check_choice("w_bits", self.w_bits, W_BITS)
         _check_choice("a_bits", self.a_bits, A_BITS)
         _check_choice("w_method", self.w_method, W_METHODS)
-        for name in ("w_symmetric", "a_symmetric"):
+        for name in ("w_symmetric", "a_symmetric", "a_log"):
             if not isinstance(getattr(self, name), bool):
                 raise BadInput(f"QuantSpec.{name}: must be true or false")
         for name in ("w_granularity", "a_granularity"):
             if not isinstance(getattr(self, name), PerTensor | PerChannel | PerGroup):
                 raise BadInput(f"QuantSpec.{name}: must be PerTensor, PerChannel or PerGroup")
+        if self.a_log and (self.w_bits != 16 or self.a_bits >= 16):
+            raise BadInput("QuantSpec.a_log: only for a weightless site quantized below 16 bits")
 
     @property
     def id(self) -> str:
-        """The candidate id, e.g. ``"w4a8"``."""
-        return f"w{self.w_bits}a{self.a_bits}"
+        """The candidate id, e.g. ``"w4a8"`` (``"w16a8log"`` for the AGQ option of a site)."""
+        return f"w{self.w_bits}a{self.a_bits}" + ("log" if self.a_log else "")
 
     @property
     def is_float(self) -> bool:
@@ -141,6 +145,8 @@ class QuantSpec:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["w_granularity"] = self.w_granularity.to_dict()
         out["a_granularity"] = self.a_granularity.to_dict()
+        if not self.a_log:  # written only when set: specs made before it existed read the same
+            del out["a_log"]
         return out
 
     @classmethod
@@ -159,6 +165,7 @@ class QuantSpec:
 
 FLOAT_SPEC = QuantSpec()
 _CANDIDATE = re.compile(r"^w(\d+)a(\d+)$")
+_OPTION = re.compile(r"^(?:w16)?a(\d+)(log)?$")
 
 
 def parse_candidate(cid: str, **overrides: Any) -> QuantSpec:
@@ -170,3 +177,12 @@ def parse_candidate(cid: str, **overrides: Any) -> QuantSpec:
             f"and activation bits in {list(A_BITS)}"
         )
     return QuantSpec(w_bits=int(m.group(1)), a_bits=int(m.group(2)), **overrides)
+
+
+def parse_option(cid: str, **overrides: Any) -> QuantSpec:
+    """A layer's plan choice: a candidate id (``"w4a8"``) or an attention site's option id
+    (``"a8"``, or ``"a8log"`` for PTQ4SAM's log2 quantizer on the post-softmax operand)."""
+    m = _OPTION.match(cid.strip().lower()) if isinstance(cid, str) else None
+    if m is None:
+        return parse_candidate(cid, **overrides)
+    return QuantSpec(w_bits=16, a_bits=int(m.group(1)), a_log=bool(m.group(2)), **overrides)

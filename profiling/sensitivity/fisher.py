@@ -36,6 +36,7 @@ from profiling.quant.spec import PerTensor
 from profiling.sensitivity.context import Context
 from profiling.sensitivity.perturb import quantized_weight, widen
 from profiling.sensitivity.request import sample_fraction
+from profiling.sensitivity.sites import run_site_fisher
 
 __all__ = [
     "MIN_TOKENS",
@@ -330,6 +331,8 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
     range is known: the activation terms over the calibrated ranges (then the rows file is
     deleted; a unit that finds no file, e.g. on another machine, makes the same rows again)."""
     names = ctx.candidate_layers()
+    if not names:  # only attention sites asked for (``layers`` names no weight layer)
+        return {"layers": run_site_fisher(ctx), "unmeasured": []}
     all_mods = ctx.modules()
     mods = {n: all_mods[n] for n in names}
     fraction = sample_fraction(ctx.options)
@@ -401,5 +404,6 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
         for n in measured
     }
     unmeasured = [n for n in names if n not in layers]  # never ran on an image (memory path)
+    layers |= run_site_fisher(ctx)  # attention sites, with the ``attention`` option
     most = max((u.get("rows_bytes", 0) for u in first), default=0)
     return {"layers": layers, "unmeasured": unmeasured, "stats": {"fisher_rows_bytes": most}}

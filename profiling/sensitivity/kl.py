@@ -55,5 +55,9 @@ def joint_kl(ctx: Context, layer: str, w_bits: int, a_bits: int) -> float:
 
 
 def run_kl(ctx: Context) -> dict[str, Any]:
-    """Every weight layer that runs on images; one checkpointed unit per layer."""
-    return {"layers": ctx.per_layer("kl", lambda name: layer_kl(ctx, name))}
+    """Every weight layer that runs on images (one checkpointed unit per layer), then, with the
+    ``attention`` option, every attention site (``sites.run_site_kl``)."""
+    from profiling.sensitivity.sites import run_site_kl
+
+    layers = ctx.per_layer("kl", lambda name: layer_kl(ctx, name))
+    return {"layers": layers | run_site_kl(ctx, kl_under)}

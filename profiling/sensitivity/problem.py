@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from profiling.errors import BadInput
 from profiling.sensitivity.profile import Profile
 from profiling.sensitivity.synergy import pair_matrix
 from solvers import Problem
-from solvers.costs import LayerDesc, cost_table, load_hardware
+from solvers.costs import (
+    SITE_KINDS,
+    LayerDesc,
+    MeasuredProfile,
+    cost_table,
+    load_hardware,
+    site_cost_table,
+)
+from solvers.latency_table import check_table, is_measured, read_hardware_file
 from solvers.objectives import mix_qsam2_problem, mix_qsam_problem, profiled_problem
 from solvers.sizes import float_bytes
 
-__all__ = ["problem_from_profile", "layer_descs", "pinned_candidate", "fixed_memory_bytes"]
+__all__ = [
+    "problem_from_profile",
+    "layer_descs",
+    "site_descs",
+    "pinned_candidate",
+    "fixed_memory_bytes",
+]
 
 RESOURCES = ("memory_bytes", "latency_ms", "bops", "avg_bits")
 
@@ -31,6 +46,15 @@ def layer_descs(inventory: dict[str, Any]) -> dict[str, LayerDesc]:
                 macs=x["macs"],
             )
     return out
+
+
+def site_descs(inventory: dict[str, Any]) -> dict[str, LayerDesc]:
+    """Cost descriptions of the attention matmul sites of an inventory (no weight; MACs)."""
+    return {
+        x["name"]: LayerDesc(name=x["name"], kind=x["kind"], numel=0, macs=x["macs"])
+        for x in inventory["layers"]
+        if x["kind"] in SITE_KINDS
+    }
 
 
 def fixed_memory_bytes(inventory: dict[str, Any], float_dtype: str = "bfloat16") -> int:
@@ -55,7 +79,7 @@ def problem_from_profile(
     profile: Profile,
     inventory: dict[str, Any],
     budget: dict[str, Any],
-    hardware: str | None = None,
+    hardware: str | Mapping[str, Any] | None = None,
     pair_profile: Profile | None = None,
     options: dict[str, Any] | None = None,
 ) -> Problem:
@@ -63,13 +87,14 @@ def problem_from_profile(
     unknown = set(budget) - set(RESOURCES)
     if unknown:
         raise BadInput(f"budget: unknown resource {sorted(unknown)}; known: {', '.join(RESOURCES)}")
-    hw = load_hardware(hardware) if hardware else None
+    hw = _hardware(hardware, inventory, profile.candidates)
     if budget.get("latency_ms") is not None and hw is None:
         raise BadInput("a latency budget needs a hardware profile")
     descs = layer_descs(inventory)
     opts = options or {}
     measured = _measured(profile)
-    problem = _core(profile, [descs[n] for n in descs if n in measured], hw, opts)
+    sites = [d for n, d in site_descs(inventory).items() if n in measured]
+    problem = _core(profile, [descs[n] for n in descs if n in measured], hw, opts, sites)
     raw = problem.to_dict()
     pin = pinned_candidate(profile.candidates)
     pinned = [d for n, d in descs.items() if n not in measured]
@@ -87,7 +112,7 @@ def problem_from_profile(
         "memory_bytes": float(fixed_memory_bytes(inventory)),
         "bops": 0.0,
         "weight_bits": 0.0,
-    } | ({"latency_ms": 0.0} if hw else {})
+    } | ({"latency_ms": hw.fixed_ms if isinstance(hw, MeasuredProfile) else 0.0} if hw else {})
     raw["budget"] = _budget(budget, sum(d.numel for d in descs.values()), raw["budget"])
     raw.setdefault("meta", {}).update(
         {
@@ -99,11 +124,33 @@ def problem_from_profile(
     return Problem.from_dict(raw)
 
 
+def _hardware(
+    hardware: str | Mapping[str, Any] | None, inventory: dict[str, Any], candidates: list[str]
+) -> Any:
+    """The roofline or measured profile; a measured table must be for this model and size and
+    time every layer at every candidate."""
+    if not hardware:
+        return None
+    try:
+        doc = read_hardware_file(hardware) if isinstance(hardware, str) else hardware
+        if is_measured(doc):
+            check_table(doc, inventory, candidates)
+        return load_hardware(doc)
+    except ValueError as exc:  # TableError, unknown names, unreadable files: the user's input
+        raise BadInput(f"hardware: {exc}") from None
+
+
 def _measured(profile: Profile) -> set[str]:
     return set(profile.layers) | set(profile.scores)
 
 
-def _core(profile: Profile, descs: list[LayerDesc], hw: Any, opts: dict[str, Any]) -> Problem:
+def _core(
+    profile: Profile,
+    descs: list[LayerDesc],
+    hw: Any,
+    opts: dict[str, Any],
+    sites: list[LayerDesc] | None = None,
+) -> Problem:
     if profile.metric == "mixqsam":
         syn = {(s["a"], s["b"]): s["value"] for s in profile.synergy}
         names = [d.name for d in descs]
@@ -130,6 +177,10 @@ def _core(profile: Profile, descs: list[LayerDesc], hw: Any, opts: dict[str, Any
         )
     losses = profile.losses()
     costs = cost_table(descs, profile.candidates, hardware=hw)
+    sites = sites or []
+    costs |= site_cost_table(sites, {d.name: list(losses[d.name]) for d in sites}, hardware=hw)
+    empty = {d.name for d in sites if not costs[d.name]}  # no width the hardware runs: float
+    costs = {n: c for n, c in costs.items() if n not in empty}
     losses = {
         n: {c: v for c, v in t.items() if c in costs[n]} for n, t in losses.items() if n in costs
     }

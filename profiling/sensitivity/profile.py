@@ -36,9 +36,10 @@ class Profile:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def losses(self) -> dict[str, dict[str, float]]:
-        """{layer: {candidate: loss}}; weight and activation terms add (documented)."""
+        """{layer: {candidate: loss}}; weight and activation terms add (documented). Attention
+        sites list their own options instead of the candidates."""
         return {
-            name: {c: candidate_losses(entry, c) for c in self.candidates}
+            name: {c: candidate_losses(entry, c) for c in entry.get("options") or self.candidates}
             for name, entry in self.layers.items()
         }
 
@@ -77,7 +78,10 @@ class Profile:
 
 
 def candidate_losses(entry: dict[str, Any], candidate: str) -> float:
-    """Loss of a (w, a) candidate: the weight term at w plus the activation term at a."""
+    """Loss of a (w, a) candidate: the weight term at w plus the activation term at a. An
+    attention site's entry holds its own options' losses (``{"options": {"a8": …}}``)."""
+    if "options" in entry:
+        return float(entry["options"][candidate])
     spec = parse_candidate(candidate)
     w = entry["weight"].get(str(spec.w_bits), 0.0) if spec.w_bits < 16 else 0.0
     a = entry["act"].get(str(spec.a_bits), 0.0) if spec.a_bits < 16 else 0.0

@@ -18,6 +18,7 @@ __all__ = [
     "FISHER_SAMPLE",
     "ProfileRequest",
     "sample_fraction",
+    "check_attention_options",
 ]
 
 METRICS = ("kl", "fisher_kl", "mixqsam", "synergy", "wais")
@@ -32,6 +33,26 @@ def sample_fraction(options: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise BadInput(f"fisher_sample must be a number in (0, 1], got {value!r}")
     return float(value)
+
+
+def check_attention_options(options: dict[str, Any]) -> None:
+    """``attention`` is a boolean; ``attention_options`` are site option ids (``a8``, ``a4log``)."""
+    from profiling.attention import check_site_option
+
+    if not isinstance(options.get("attention", False), bool):
+        raise BadInput(f"attention: expected true or false, got {options['attention']!r}")
+    wanted = options.get("attention_options")
+    if wanted is None:
+        return
+    if not options.get("attention"):
+        raise BadInput("attention_options: needs attention: true")
+    if not isinstance(wanted, list | tuple) or not wanted:
+        raise BadInput("attention_options: expected a list of option ids such as a8, a4log")
+    for option in wanted:
+        try:
+            check_site_option("matmul_sv", option)
+        except ValueError as exc:
+            raise BadInput(f"attention_options: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,7 @@ class ProfileRequest:
         if self.images < 1:
             raise BadInput("images must be at least 1")
         sample_fraction(self.options)
+        check_attention_options(self.options)
         object.__setattr__(self, "candidates", tuple(self.candidates))
 
     def key(self, weights_hash: str) -> str:

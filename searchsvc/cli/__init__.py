@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "searchsvc.cli.refine",
     "searchsvc.cli.video",
     "searchsvc.cli.export",
+    "searchsvc.cli.latency",
 ]
 
 for _name in COMMAND_MODULES:

@@ -17,6 +17,7 @@ __all__ = [
     "fail",
     "user_errors",
     "print_json",
+    "progress_bar",
     "random_weights_note",
     "resized_note",
     "read_json_plan",
@@ -44,6 +45,26 @@ def user_errors(code: int = 2) -> Iterator[None]:
         fail(str(exc), code)
     except ValueError as exc:  # validation errors of the solvers and specs
         fail(str(exc), code)
+
+
+def progress_bar() -> Any:
+    """A transient progress bar on stderr (description, bar, percent, elapsed, remaining)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=err_console, transient=True)
 
 
 def print_json(doc: Any) -> None:

@@ -133,9 +133,14 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
     from profiling.errors import BitbudgetError
 
     doc = _plan_of(_read(path))
+    runtime = opts.get("runtime") or "pytorch"
     if doc.get("format") == VALIDATION_FORMAT:
         if opts.get("video") and "video" not in doc:
             _fail(f"{path} is a validation without video fidelity; validate the plan with --video")
+        if runtime == "onnxruntime" and "runtime" not in doc:
+            _fail(
+                f"{path} is a validation in PyTorch; validate the plan with --runtime onnxruntime"
+            )
         return doc
     if not (opts["model"] or doc.get("model")):
         _fail("the plan does not name its model; pass --model (e.g. --model sam2-micro)")
@@ -149,9 +154,12 @@ def _local(path: Path, opts: dict[str, Any]) -> dict[str, Any]:
         video = VideoSpec.from_dict(opts["video"]) if opts.get("video") else None
         with tempfile.TemporaryDirectory() as tmp, err_console.status("validating") as status:
             art = opts["artifact"] or Path(tmp) / "plan.safetensors"
+            export_dir = None
+            if runtime == "onnxruntime":
+                export_dir = opts.get("export") or Path(tmp) / "export"
             return run_validation(
                 doc, spec, art, data, progress=lambda f, m: status.update(f"{f:4.0%} {m}"),
-                video=video, clipping=opts.get("clipping"),
+                video=video, clipping=opts.get("clipping"), runtime=runtime, export_dir=export_dir,
             )  # fmt: skip
     except (BitbudgetError, ValueError) as exc:
         _fail(str(exc))
@@ -184,17 +192,24 @@ def _call(client: Any, method: str, url: str, **kwargs: Any) -> Any:
 
 
 def _remote(
-    plan_id: int, server: str, token: str | None, timeout: float, video: dict | None = None
+    plan_id: int,
+    server: str,
+    token: str | None,
+    timeout: float,
+    video: dict | None = None,
+    runtime: str = "pytorch",
 ) -> dict[str, Any]:
     """The plan's finished validation on ``server``, asking for one and waiting when needed
-    (with ``video``: one that measured video fidelity)."""
+    (with ``video``: one that measured video fidelity; ``runtime``: one run in it)."""
     with _client(server, token) as client:
         current = _call(client, "GET", f"/v1/plans/{plan_id}").get("validation")
-        lacks_video = video is not None and (
-            current is None or not (current.get("request") or {}).get("video")
-        )
-        if current is None or current["status"] == "error" or lacks_video:
+        asked = (current or {}).get("request") or {}
+        lacks_video = video is not None and (current is None or not asked.get("video"))
+        lacks_runtime = runtime != "pytorch" and asked.get("runtime") != runtime
+        if current is None or current["status"] == "error" or lacks_video or lacks_runtime:
             body = None if video is None else {"video": True} | video
+            if runtime != "pytorch":
+                body = (body or {}) | {"runtime": runtime}
             if body is not None and body.get("folder"):
                 _fail("--video-folder is a local folder; a server validates on synthetic clips")
             if body is not None:
@@ -213,6 +228,16 @@ def _remote(
     if current["status"] == "error":
         _fail(f"plan {plan_id}: validation failed to run: {current.get('error')}")
     return dict(current["validation"])
+
+
+def _runtime(runtime: str, export: Path | None) -> None:
+    """Refuse an unknown ``--runtime``, and ``--export`` without ONNX Runtime."""
+    if runtime not in ("pytorch", "onnxruntime"):
+        _fail(f"--runtime: unknown runtime {runtime!r}; known: pytorch, onnxruntime")
+    if export is not None and runtime != "onnxruntime":
+        _fail("--export needs --runtime onnxruntime")
+    if export is not None and export.exists() and not export.is_dir():
+        _fail(f"--export {export}: is a file, not a folder")
 
 
 def _source(plan: Path | None, plan_id: int | None, server: str | None) -> None:
@@ -276,9 +301,27 @@ def _table(doc: dict[str, Any]) -> Table:
                 ("memory bank bytes / mem-attn MACs per frame",
                  f"{mem['bank_bytes']:,.0f} / {mem['memory_attention_macs']:.3g}")
             )  # fmt: skip
+    rows += _runtime_rows(doc)
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _runtime_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows of an ONNX Runtime validation: fake-quant beside it, and the files that ship."""
+    ort = doc.get("runtime")
+    if not isinstance(ort, dict):
+        return []
+    fq, diff = ort.get("fake_quant") or {}, ort.get("difference") or {}
+    agree = ort.get("vs_fake_quant") or {}
+    files = (ort.get("export") or {}).get("file_bytes")
+    return [
+        ("measured in", f"onnxruntime {ort.get('version')} ({ort.get('threads')} threads)"),
+        ("fake-quant mask IoU vs float", _fmt(fq.get("iou"))),
+        ("IoU difference (onnxruntime - fake-quant)", _fmt(diff.get("iou"), "+.4f")),
+        ("mask IoU onnxruntime vs fake-quant", _fmt(agree.get("iou"))),
+        ("exported files on disk (bytes)", "—" if files is None else f"{files:,}"),
+    ]
 
 
 def validate_cmd(
@@ -306,19 +349,26 @@ def validate_cmd(
     clipping: Path = typer.Option(
         None, "--clipping", help="LSC learned-clipping sidecar (bitbudget refine --out)"
     ),
+    runtime: str = typer.Option(
+        "pytorch", "--runtime", help="pytorch (fake-quant) | onnxruntime (the ONNX export)"
+    ),
+    export: Path = typer.Option(
+        None, "--export", help="--runtime onnxruntime: keep the exported files in this folder"
+    ),
 ) -> None:
     """Validate a plan against the float model and print its fidelity and size."""
     _source(plan, plan_id, server)
+    _runtime(runtime, export)
     vreq = _video_request(video, clips, frames, video_folder, policy)
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
         extra = {"source": source, "artifact": artifact, "video": vreq, "clipping": clipping}
-        extra["checkpoint"] = checkpoint
+        extra |= {"checkpoint": checkpoint, "runtime": runtime, "export": export}
         doc = _local(plan, opts | extra)
     else:
-        if clipping is not None:
-            _fail("--clipping is for a local plan; a served plan uses its own refinement")
-        doc = _remote(plan_id, server, token, timeout, vreq)
+        if clipping is not None or export is not None:
+            _fail("--clipping / --export are for a local plan; a served plan has its own")
+        doc = _remote(plan_id, server, token, timeout, vreq, runtime)
     if out is not None:
         out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     if as_json:
@@ -351,6 +401,15 @@ def gate_cmd(
     holdout: int = typer.Option(4, "--holdout", help="held-out images measured"),
     source: str = typer.Option("shipped", "--source", help="shipped | IMAGE_FOLDER | COCO.json"),
     timeout: float = typer.Option(1800, "--timeout", help="seconds to wait for the server"),
+    max_file_mb: str = typer.Option(
+        None, "--max-file-mb", help="the exported ONNX files on disk, MB (10^6 B)"
+    ),
+    export: Path = typer.Option(
+        None, "--export", help="a folder `bitbudget export` wrote: --max-file-mb weighs its files"
+    ),
+    runtime: str = typer.Option(
+        None, "--runtime", help="pytorch | onnxruntime (default: onnxruntime with --max-file-mb)"
+    ),
 ) -> None:
     """Exit 0 when the plan meets every limit, 1 when one fails, 2 on malformed input."""
     from profiling.errors import BitbudgetError
@@ -360,21 +419,40 @@ def gate_cmd(
     size = _float("--max-size-mb", max_size_mb)
     if size is None:
         _fail("--max-size-mb is required (the artifact's size limit in MB)")
+    file_mb = _float("--max-file-mb", max_file_mb)
     try:
-        limits = GateLimits(size, _float("--min-iou", min_iou), _float("--max-kl", max_kl))
+        limits = GateLimits(size, _float("--min-iou", min_iou), _float("--max-kl", max_kl), file_mb)
     except BitbudgetError as exc:
         _fail(str(exc))
+    if export is not None and file_mb is None:
+        _fail("--export is weighed by --max-file-mb; give it too")
+    if runtime is None:  # the exported files must exist to be weighed
+        runtime = "onnxruntime" if file_mb is not None and export is None else "pytorch"
+    _runtime(runtime, None)
+    on_disk = None
+    if export is not None:
+        from profiling.shipped import export_files
+
+        try:
+            on_disk = int(export_files(export)["file_bytes"])
+        except BitbudgetError as exc:
+            _fail(f"--export {exc}")
     if plan is not None:
         opts = dict(model=model, image_size=image_size, images=images, holdout=holdout)
-        doc = _local(plan, opts | {"source": source, "artifact": None, "checkpoint": checkpoint})
+        extra = {"source": source, "artifact": None, "checkpoint": checkpoint, "runtime": runtime}
+        doc = _local(plan, opts | extra)
         try:
-            checks = gate_checks(doc, limits)
+            checks = gate_checks(doc, limits, on_disk)
         except BitbudgetError as exc:
             _fail(f"{plan}: {exc}")
     else:
-        _remote(plan_id, server, token, timeout)
+        if export is not None:
+            _fail("--export is for a local plan; a served plan's newest export is weighed")
+        _remote(plan_id, server, token, timeout, runtime=runtime)
         body = {"plan_id": plan_id, "max_size_mb": limits.max_size_mb}
         body |= {"min_iou": limits.min_iou, "max_kl": limits.max_kl}
+        if file_mb is not None:
+            body["max_file_mb"] = file_mb
         with _client(server, token) as client:
             out = _call(client, "POST", "/v1/gate", json=body)
         checks = [Check(**c) for c in out["checks"]]

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from searchsvc.cli.common import err_console, fail, random_weights_note, resized_note, user_errors
+from searchsvc.cli.common import fail, progress_bar, random_weights_note, resized_note, user_errors
 
 __all__ = ["register", "default_work_dir"]
 
@@ -59,6 +58,12 @@ def profile_cmd(
     clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
     frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
     folder: Path = typer.Option(None, "--folder", help="--video: DAVIS / SA-V frame folder"),
+    attention: bool = typer.Option(
+        False, "--attention", help="also profile the attention matmul sites (qk, sv)"
+    ),
+    attention_options: str = typer.Option(
+        None, help="attention site options, e.g. a8,a4,a8log (implies --attention)"
+    ),
 ) -> None:
     """Profile MODEL's per-layer sensitivity; a killed run resumes, a repeated one is cached."""
     from profiling.models import ModelSpec
@@ -78,7 +83,11 @@ def profile_cmd(
             tuple(c.strip() for c in candidates.split(",")) if candidates else DEFAULT_CANDIDATES
         )
         spec = ModelSpec(model, image_size=image_size, checkpoint=checkpoint, seed=seed)
-        opts = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        opts: dict[str, object] = {} if fisher_sample is None else {"fisher_sample": fisher_sample}
+        if attention or attention_options is not None:  # options imply --attention
+            opts["attention"] = True
+        if attention_options is not None:
+            opts["attention_options"] = [o.strip() for o in attention_options.split(",")]
         req = ProfileRequest(
             spec,
             metric=metric,
@@ -95,14 +104,7 @@ def profile_cmd(
                 None if folder is None else str(folder),
             )
             req = video_request(req, cal)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"{metric} on {model}", total=1.0)
             root = work_dir or default_work_dir()
 

@@ -76,6 +76,7 @@ def _run(args: dict[str, Any]) -> dict[str, Any]:
         records = load_source("shipped")
         calib, _ = make_sets(records, n_calib=args["calib_images"], n_points=1, n_boxes=1)
     qmodel = apply_plan(loaded, plan, calib)
+    report = report_of(qmodel)
     info = {"name": spec.name, "image_size": spec.size, "random_weights": loaded.random_weights}
     measured = save_artifact(qmodel, plan, args["out"], info | {"family": loaded.family})
     return {
@@ -86,7 +87,13 @@ def _run(args: dict[str, Any]) -> dict[str, Any]:
         "resized_from": loaded.resized_from,
         "layers_quantized": len(plan.specs),
         "options": plan.options.to_dict(),
-        "uncalibrated": report_of(qmodel).uncalibrated,
+        "uncalibrated": report.uncalibrated,
+        "sites_quantized": sum(
+            1 for n, s in plan.specs.items() if n.endswith("_matmul") and s.a_bits < 16
+        ),
+        "agq_sites": len(report.agq),
+        "big_sites": len(report.big),
+        "big_flipped": sum(1 for r in report.big.values() if r.flipped_channels),
     }
 
 
@@ -106,6 +113,10 @@ def _table(res: dict[str, Any], out: Path) -> None:
     table.add_row("FP32 model", f"{res['fp32_bytes']:,}", "", "1.00x")
     console.print(table)
     console.print(f"layers quantized: {res['layers_quantized']}; methods: {res['options']}")
+    console.print(
+        f"attention sites quantized: {res['sites_quantized']}; AGQ (log2) sites: "
+        f"{res['agq_sites']}; BIG examined {res['big_sites']}, flipped {res['big_flipped']}"
+    )
     random_weights_note(res["random_weights"])
     resized_note(res["resized_from"])
 
@@ -129,7 +140,8 @@ def quantize_cmd(
     with user_errors():
         res = _run(args)
     if as_json:
-        keys = ("predicted_bytes", "measured_bytes", "bf16_bytes", "fp32_bytes", "random_weights")
+        keys = ["predicted_bytes", "measured_bytes", "bf16_bytes", "fp32_bytes", "random_weights"]
+        keys += ["sites_quantized", "agq_sites", "big_sites", "big_flipped"]
         print_json({k: res[k] for k in keys} | {"out": str(out)})
         return
     _table(res, out)

@@ -211,7 +211,11 @@ def plan_cmd(
     latency_ms: float = typer.Option(
         None, "--latency-ms", help="latency budget (needs --hardware)"
     ),
-    hardware: str = typer.Option(None, "--hardware", help="hardware profile, e.g. nvidia_t4"),
+    hardware: str = typer.Option(
+        None,
+        "--hardware",
+        help="hardware profile: a shipped estimate (nvidia_t4) or a stored table",
+    ),
     bops_g: float = typer.Option(None, "--bops-g", help="BOPs budget, 10^9"),
     avg_bits: float = typer.Option(None, "--avg-bits", help="average weight bits"),
     method: str = typer.Option(None, "--method", help="profile metric (default fisher_kl)"),
@@ -225,6 +229,12 @@ def plan_cmd(
     ),
     clips: int = typer.Option(None, "--clips", help="--video: clips (default 2)"),
     frames: int = typer.Option(None, "--frames", help="--video: frames per clip (default 6)"),
+    attention: bool = typer.Option(
+        False, "--attention", help="attention matmul sites in the plan (profiled with it)"
+    ),
+    attention_options: str = typer.Option(
+        None, "--attention-options", help="site options, e.g. a8,a4,a8log (implies --attention)"
+    ),
 ) -> None:
     """Profile MODEL if needed, solve the budget and print the plan (same DB as the API)."""
     from pydantic import ValidationError
@@ -241,6 +251,8 @@ def plan_cmd(
         counts = {"clips": clips, "frames": frames}
         fields["video"] = {k: v for k, v in counts.items() if v is not None}
     try:
+        site_opts = [o.strip() for o in attention_options.split(",")] if attention_options else None
+        fields |= {"attention": attention or bool(site_opts), "attention_options": site_opts}
         body = PlanCreate.model_validate(fields | {"candidates": wanted, "images": images})
     except ValidationError as exc:  # one line naming each field (--memory-mb 1e308: memory_mb)
         fail("; ".join(_field_error(e) for e in exc.errors()))

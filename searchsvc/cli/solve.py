@@ -27,14 +27,32 @@ def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load(path: Path) -> object:
-    """The validated problem, or exit 2 with the validation message."""
+def _load(path: Path, hardware: str | None = None) -> object:
+    """The validated problem (its latencies from a measured table when ``hardware`` names one),
+    or exit 2 with the validation message."""
+    from profiling.errors import BitbudgetError
     from solvers import Problem, ProblemError
 
     try:
-        return Problem.load(path)
-    except ProblemError as exc:
+        if hardware is None:
+            return Problem.load(path)
+        from searchsvc.cli.latency import resolve_table
+        from solvers.latency_table import apply_table
+
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProblemError(f"problem: cannot read {path} ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ProblemError("problem: must be a JSON object")
+        return Problem.from_dict(apply_table(raw, resolve_table(hardware)))
+    except ValueError as exc:  # ProblemError, TableError, an unknown hardware name
         _fail(str(exc))
+    except BitbudgetError as exc:  # a stored name that is unknown or a roofline estimate
+        _fail(str(exc))
+
+
+_HARDWARE_HELP = "measured latency table: a stored hardware profile's name or a JSON file"
 
 
 def solve_cmd(
@@ -42,13 +60,14 @@ def solve_cmd(
     solver: str = typer.Option("cpsat", "--solver", help="cpsat | milp | dp | lagrangian | greedy"),
     time_limit: float = typer.Option(None, "--time-limit", help="seconds (default: none)"),
     out: Path = typer.Option(None, "--out", help="also write the plan JSON here"),
+    hardware: str = typer.Option(None, "--hardware", help=_HARDWARE_HELP),
 ) -> None:
     """Solve PROBLEM and print the plan JSON."""
     from solvers import BACKENDS, solve
 
     if solver not in BACKENDS:
         _fail(f"unknown solver {solver!r}; known: {', '.join(BACKENDS)}")
-    loaded = _load(problem)
+    loaded = _load(problem, hardware)
     try:
         plan = solve(loaded, solver, time_limit=time_limit)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -82,11 +101,12 @@ def pareto_cmd(
         help="seconds for the whole front (points share what is left)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    hardware: str = typer.Option(None, "--hardware", help=_HARDWARE_HELP),
 ) -> None:
     """The least loss against RESOURCE over a range of budgets (non-dominated points)."""
     from solvers.pareto import pareto_front
 
-    loaded = _load(problem)
+    loaded = _load(problem, hardware)
     try:
         front = pareto_front(
             loaded,  # type: ignore[arg-type]

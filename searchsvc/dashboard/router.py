@@ -165,6 +165,7 @@ def model_page(
 def plan_page(request: Request, plan_id: IdPath, session: ReadSessionDep) -> Response:
     """The heatmap, size breakdown, validation and live job progress of one plan."""
     from searchsvc.catalog import repository as catalog
+    from searchsvc.exports.service import plan_export
     from searchsvc.jobs import repository as jobs
     from searchsvc.jobs.service import job_out
     from searchsvc.plans import repository as plans
@@ -207,8 +208,21 @@ def plan_page(request: Request, plan_id: IdPath, session: ReadSessionDep) -> Res
         "refinement": views.refinement_view(plan, validation, refinement),
         "jobs": watch,
         "usage": _usage(plan, model),
+        "export": _export_view(session, plan_export(session, plan_id=plan.id)),
+        "solved": solved,
     }
     return templates.TemplateResponse(request, "plan.html", context)
+
+
+def _export_view(session: Any, export: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The plan's newest ONNX export with its job (followed live while it runs)."""
+    from searchsvc.jobs import repository as jobs
+    from searchsvc.jobs.service import job_out
+
+    if export is None:
+        return None
+    job = jobs.get(session, export["job_id"]) if export.get("job_id") else None
+    return export | {"job": None if job is None else job_out(session, job).model_dump(mode="json")}
 
 
 def _usage(plan: Any, model: Any) -> dict[str, float]:
@@ -253,4 +267,7 @@ def not_found(request: Request, rest: str) -> Response:
 def install(app: FastAPI) -> None:
     """Mount the static files (before the catch-all route) and the pages."""
     app.mount("/dashboard/static", StaticFiles(directory=str(STATIC_DIR)), name="dashboard_static")
+    from searchsvc.dashboard.hardware import router as hardware_router
+
+    app.include_router(hardware_router)  # before the catch-all 404 route
     app.include_router(router)

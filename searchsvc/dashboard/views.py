@@ -164,21 +164,25 @@ _problems = _Problems()
 
 
 def baselines(problem: Any, resource: str) -> list[dict[str, Any]]:
-    """Uniform precision: every layer at one candidate (pinned layers keep their one option).
+    """Uniform precision: every layer at one candidate (pinned layers keep their one option;
+    an attention site takes the candidate's activation bits, else its first option).
 
     A candidate some layer may not take (on this hardware) has no uniform baseline.
     """
     ids: list[str] = []
     for layer in problem.layers:
         for option in layer.options:
-            if option.id not in ids:
+            if option.id not in ids and not _is_site(layer):
                 ids.append(option.id)
     out = []
     for cid in ids:
         loss = 0.0
         total = float(problem.fixed.get(resource, 0.0))
         for layer in problem.layers:
-            option = next((o for o in layer.options if o.id == cid), None)
+            want = f"a{_bits(cid)[1]}" if _is_site(layer) else cid  # a site: the same a bits
+            option = next((o for o in layer.options if o.id == want), None)
+            if option is None and _is_site(layer):  # ... or its most precise option
+                option = layer.options[0]
             if option is None and len(layer.options) == 1:
                 option = layer.options[0]
             if option is None or resource not in option.costs:
@@ -188,6 +192,11 @@ def baselines(problem: Any, resource: str) -> list[dict[str, Any]]:
         else:
             out.append({"id": cid, "total": total, "objective": loss})
     return out
+
+
+def _is_site(layer: Any) -> bool:
+    """An attention matmul site (its options are ``a8``… rather than candidates)."""
+    return bool(layer.name.endswith(("qk_matmul", "sv_matmul")))
 
 
 def _scaled(value: Any, resource: str) -> float | None:
@@ -385,8 +394,13 @@ def layer_groups(inventory: dict[str, Any]) -> dict[str, tuple[tuple[int, int], 
 
 
 def _bits(choice: str) -> tuple[int | None, int | None]:
+    """(weight, activation) bits of a choice; an attention site's ``a8`` / ``a4log`` has no
+    weight (None, 8)."""
     match = re.fullmatch(r"w(\d+)a(\d+)", choice)
-    return (int(match[1]), int(match[2])) if match else (None, None)
+    if match:
+        return int(match[1]), int(match[2])
+    site = re.fullmatch(r"a(\d+)(?:log)?", choice)
+    return (None, int(site[1])) if site else (None, None)
 
 
 def plan_heatmap(plan: PlanRow, inventory: dict[str, Any]) -> list[dict[str, Any]]:
@@ -415,6 +429,7 @@ def plan_heatmap(plan: PlanRow, inventory: dict[str, Any]) -> list[dict[str, Any
                     "a": a,
                     "kind": layer.get("kind", ""),
                     "params": int(layer.get("params") or 0),
+                    "log": choices[name].endswith("log"),
                 }
             )
         out.append({"title": g.title, "cells": cells})

@@ -36,11 +36,14 @@ __all__ = [
     "JobRow",
     "ArtifactRow",
     "ApiTokenRow",
+    "HardwareProfileRow",
+    "HARDWARE_STATES",
 ]
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 UNIT_STATES = ("pending", "running", "done", "refused")
+HARDWARE_STATES = ("measuring", "ready", "failed")
 
 
 def _created() -> Mapped[datetime]:
@@ -237,3 +240,25 @@ class ApiTokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created()
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HardwareProfileRow(Base):
+    """A named measured latency table (``bitbudget.hardware/v1`` with ``latency_table``):
+    uploaded, or measured by a worker on the ``latency`` queue, which records its host."""
+
+    __tablename__ = "hardware_profiles"
+    __table_args__ = (CheckConstraint(f"status IN {HARDWARE_STATES!r}", name="hardware_status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    model: Mapped[str] = mapped_column(String(64))
+    image_size: Mapped[int] = mapped_column(Integer)
+    runtime: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    host: Mapped[str | None] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the measuring request
+    doc: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

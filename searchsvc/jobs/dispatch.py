@@ -51,13 +51,15 @@ class CeleryDispatcher:
     """Sends task messages by name (the API never imports the task bodies)."""
 
     def __init__(self, settings: Settings) -> None:
+        from searchsvc.jobs.registry import load_tasks
         from searchsvc.worker import make_celery
 
         self.app = make_celery(settings)
+        self.queues = {name: spec.queue or QUEUE for name, spec in load_tasks().items()}
 
     def send(self, kind: str, job_id: int) -> None:
-        """Publish ``kind(job_id)`` on the bitbudget queue."""
-        self.app.send_task(kind, args=[job_id], queue=QUEUE)
+        """Publish ``kind(job_id)`` on its queue (``bitbudget`` unless the kind names one)."""
+        self.app.send_task(kind, args=[job_id], queue=self.queues.get(kind, QUEUE))
 
     def close(self) -> None:
         """Release broker connections."""

@@ -28,6 +28,7 @@ class TaskSpec:
     run: Handler
     on_fail: FailHook | None = None
     units: UnitsHook | None = None
+    queue: str | None = None  # the Celery queue (None: the default ``bitbudget`` queue)
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -39,14 +40,20 @@ TASK_MODULES = [
     "searchsvc.plans.tasks",
     "searchsvc.pareto.tasks",
     "searchsvc.validation.tasks",
+    "searchsvc.exports.tasks",
+    "searchsvc.hardware.tasks",
 ]
 
 
 def register_task(
-    name: str, run: Handler, on_fail: FailHook | None = None, units: UnitsHook | None = None
+    name: str,
+    run: Handler,
+    on_fail: FailHook | None = None,
+    units: UnitsHook | None = None,
+    queue: str | None = None,
 ) -> TaskSpec:
-    """Register (or replace) the handler of job kind ``name``."""
-    spec = TaskSpec(name, run, on_fail, units)
+    """Register (or replace) the handler of job kind ``name`` (sent on ``queue``)."""
+    spec = TaskSpec(name, run, on_fail, units, queue)
     TASKS[name] = spec
     return spec
 

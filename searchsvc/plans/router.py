@@ -144,6 +144,7 @@ async def _store_once(settings: Settings, draft: service.PlanDraft, arrived: flo
 
 def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:
     """The plan resource as JSON and its ETag (cached until the plan or what it embeds changes)."""
+    from searchsvc.exports.service import plan_export
     from searchsvc.validation.service import plan_validation
 
     def build() -> PlanOut:
@@ -151,6 +152,7 @@ def _plan_json(settings: Settings, plan_id: int) -> tuple[bytes, str]:
         out = service.plan_out(plan, get_model(session, model_id=plan.model_id))
         out.validation = plan_validation(session, plan_id=plan.id)
         out.refinement = refine.plan_refinement(session, plan_id=plan.id)
+        out.export = plan_export(session, plan_id=plan.id)
         return out
 
     with session_scope(settings.database, write=False) as session:
@@ -165,6 +167,7 @@ def warm_up(settings: Settings) -> None:
     start otherwise pays ~40 ms of SQLAlchemy compiling them (and the validation service's
     import) while clients wait — at the moment many of them come for a new plan at once."""
     from searchsvc.catalog import repository as models
+    from searchsvc.exports.service import plan_export
     from searchsvc.plans import repository as plans
     from searchsvc.validation.service import plan_validation
 
@@ -174,6 +177,7 @@ def warm_up(settings: Settings) -> None:
         models.get(session, 0)
         plan_validation(session, plan_id=0)
         refine.plan_refinement(session, plan_id=0)
+        plan_export(session, plan_id=0)
     engine = get_engine(settings.database)
     if engine.dialect.name == "postgresql":
         # open some pooled connections now (kept: see db.session): each costs a PostgreSQL

@@ -8,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from searchsvc.bounds import MAX_BOPS_G, MAX_ID, MAX_LATENCY_MS, MAX_MEMORY_MB, Candidates, Name
+from searchsvc.bounds import (
+    MAX_BOPS_G,
+    MAX_ID,
+    MAX_LATENCY_MS,
+    MAX_MEMORY_MB,
+    Candidates,
+    Name,
+    SiteOptions,
+)
 from searchsvc.jobs.schemas import JobOut
 from searchsvc.profiles.schemas import VideoProfile, video_options
 from searchsvc.validation.schemas import ValidationRequest
@@ -103,6 +111,28 @@ class PlanCreate(BaseModel):
         description="SAM2: solve over the hierarchical profile (memory path profiled on clips, "
         "so memory attention / encoder get real options); a validation then measures J&F too",
     )
+    attention: bool = Field(False, description="attention matmul sites in the plan")
+    attention_options: SiteOptions | None = Field(
+        None, description="attention site options (default a8,a6,a4 and a8log,a6log,a4log)"
+    )
+    hardware: Name | None = Field(
+        None,
+        description="hardware profile for a latency budget (the same as budget.hardware): a "
+        "shipped roofline estimate or a measured table stored with POST /v1/hardware",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hardware_into_budget(cls, raw: Any) -> Any:
+        """``{"hardware": NAME, "budget": {...}}`` is ``budget.hardware``; both must agree."""
+        if isinstance(raw, dict) and raw.get("hardware") is not None:
+            budget = raw.get("budget")
+            if isinstance(budget, dict):
+                given = budget.get("hardware")
+                if given is not None and given != raw["hardware"]:
+                    raise ValueError("hardware and budget.hardware differ; give one")
+                raw = raw | {"budget": budget | {"hardware": raw["hardware"]}}
+        return raw
 
     def video_profile(self) -> dict[str, int] | None:
         """The clips of the hierarchical profile (None: image-only)."""
@@ -153,6 +183,9 @@ class PlanOut(BaseModel):
     validation: dict[str, Any] | None = Field(None, description="the newest validation, if any")
     refinement: dict[str, Any] | None = Field(
         None, description="the newest LSC refinement: status, steps, fidelity before / after"
+    )
+    export: dict[str, Any] | None = Field(
+        None, description="the newest ONNX export: status, job, download url, sizes"
     )
 
 

@@ -79,23 +79,29 @@ def plan_methods() -> tuple[str, ...]:
     return tuple(m for m in known_metrics() if m != "synergy")
 
 
-def check_hardware(hardware: str | None) -> None:
-    """Refuse an unknown hardware profile, listing the shipped ones."""
+def check_hardware(hardware: str | None, session: Session | None = None) -> None:
+    """Refuse an unknown hardware profile, listing the known ones: the shipped estimates and,
+    given a session, the measured tables stored in the database."""
     if hardware is None:
         return
     from solvers.costs import hardware_profiles
 
     known = hardware_profiles()
-    if hardware not in known:
+    if hardware in known:
+        return
+    if session is None:
         raise BadInput(f"unknown hardware {hardware!r}; known: {', '.join(known)}")
+    from searchsvc.hardware.service import check_name
+
+    check_name(session, hardware)
 
 
-def _check(method: str, solver: str, hardware: str | None) -> None:
+def _check(session: Session, method: str, solver: str, hardware: str | None) -> None:
     if method not in plan_methods():
         raise BadInput(f"unknown method {method!r}; known: {', '.join(plan_methods())}")
     if solver not in known_solvers():
         raise BadInput(f"unknown solver {solver!r}; known: {', '.join(known_solvers())}")
-    check_hardware(hardware)
+    check_hardware(hardware, session)
 
 
 def _request_key(profile_key: str, body: PlanCreate, method: str, solver: str) -> str:
@@ -191,8 +197,10 @@ def _solve_future(
 ) -> tuple[Future[Any], int]:
     """The (memoised) solve of a budget over a ready profile, running or done, and the model's
     weight count (for the 422's units)."""
+    from searchsvc.hardware.service import resolve
+
     limits = Budget.model_validate(budget).limits()
-    args = (limits, hardware, solver, settings.solve_time_limit_s)
+    args = (limits, resolve(session, hardware), solver, settings.solve_time_limit_s)
     future, inventory = submit_on_profile(
         session, settings, model_id=model_id, profile_id=profile_id, key=request_key,
         fn=solve_budget, args=args,
@@ -275,10 +283,17 @@ def draft_plan(
     """
     method = body.method or settings.default_metric
     solver = body.solver or settings.default_solver
-    _check(method, solver, body.budget.hardware)
+    _check(session, method, solver, body.budget.hardware)
     model = get_model(session, model_id=body.model_id)
     request = profile_request(
-        settings, model, method, body.candidates, body.images, body.video_profile()
+        settings,
+        model,
+        method,
+        body.candidates,
+        body.images,
+        body.video_profile(),
+        attention=body.attention,
+        attention_options=body.attention_options,
     )
     key = request.key(model.weights_hash)
     draft = PlanDraft(body, method, solver, model, request, _request_key(key, body, method, solver))
@@ -452,4 +467,5 @@ def plan_out(plan: PlanRow, model: ModelRow) -> PlanOut:
         created_at=plan.created_at,
         validation=None,
         refinement=None,
+        export=None,
     )

@@ -12,7 +12,7 @@ def solve_budget(
     profile: Any,
     inventory: dict[str, Any],
     limits: dict[str, float | None],
-    hardware: str | None,
+    hardware: str | dict[str, Any] | None,
     solver: str,
     time_limit: float,
 ) -> Any:
@@ -25,7 +25,11 @@ def solve_budget(
 
 
 def fast_front(
-    profile: Any, inventory: dict[str, Any], resource: str, hardware: str | None, points: int
+    profile: Any,
+    inventory: dict[str, Any],
+    resource: str,
+    hardware: str | dict[str, Any] | None,
+    points: int,
 ) -> dict[str, Any]:
     """The ``bitbudget.pareto/v1`` document of the Lagrangian fast path over ``resource``: every
     point with the bound its prices prove (an honest gap), in milliseconds per point."""

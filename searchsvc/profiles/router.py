@@ -33,7 +33,14 @@ def request_profile(
     ``"video": true`` (SAM2) profiles the memory path on clips too (docs/video.md)."""
     model = get_model(session, model_id=model_id)
     request = service.profile_request(
-        settings, model, body.metric, body.candidates, body.images, video_options(body.video)
+        settings,
+        model,
+        body.metric,
+        body.candidates,
+        body.images,
+        video_options(body.video),
+        attention=body.attention,
+        attention_options=body.attention_options,
     )
     profile, job = service.request_profile(
         session, settings=settings, model=model, request=request, direct=True

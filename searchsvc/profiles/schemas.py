@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from searchsvc.bounds import Candidates, Name
+from searchsvc.bounds import Candidates, Name, SiteOptions
 from searchsvc.jobs.schemas import JobOut
 
 __all__ = ["VideoProfile", "ProfileCreate", "ProfileOut", "ProfileAccepted", "video_options"]
@@ -45,6 +45,10 @@ class ProfileCreate(BaseModel):
     candidates: Candidates | None = None
     images: int | None = Field(None, ge=1, le=1024, examples=[8])
     video: bool | VideoProfile = Field(False, description=_VIDEO_HELP)
+    attention: bool = Field(False, description="also profile the attention matmul sites")
+    attention_options: SiteOptions | None = Field(
+        None, description="attention site options (default a8,a6,a4 and a8log,a6log,a4log)"
+    )
 
 
 class ProfileOut(BaseModel):

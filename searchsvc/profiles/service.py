@@ -26,6 +26,7 @@ __all__ = [
     "profile_out",
     "store_result",
     "known_metrics",
+    "attention_request",
 ]
 
 RUN_PROFILE = "profiling.run_profile"
@@ -45,9 +46,12 @@ def profile_request(
     candidates: list[str] | None,
     images: int | None,
     video: dict[str, Any] | None = None,
+    attention: bool = False,
+    attention_options: list[str] | None = None,
 ) -> Any:
     """The profiler's ``ProfileRequest`` for a registered model (server defaults filled in);
-    ``video`` (``{"clips", "frames"}``) asks for the hierarchical profile (SAM2 only)."""
+    ``video`` (``{"clips", "frames"}``) asks for the hierarchical profile (SAM2 only);
+    ``attention`` adds the attention matmul sites (their options: ``attention_options``)."""
     from profiling.quant.spec import parse_candidate
     from profiling.sensitivity import ProfileRequest
 
@@ -63,12 +67,24 @@ def profile_request(
         candidates=wanted,
         images=images or settings.default_images,
         source=settings.calibration_source,
+        options=attention_request(attention, attention_options),
     )
     if video is None:
         return request
     from profiling.video.hierarchical import VideoCalibration, video_request
 
     return video_request(request, VideoCalibration(**video))
+
+
+def attention_request(attention: bool, options: list[str] | None) -> dict[str, Any]:
+    """The profile options for attention sites ({} without them: keys stay as before)."""
+    from profiling.sensitivity.request import check_attention_options
+
+    opts: dict[str, Any] = {"attention": True} if attention else {}
+    if options is not None:
+        opts["attention_options"] = list(options)
+    check_attention_options(opts)
+    return opts
 
 
 def find_profile(session: Session, request: Any, model: ModelRow) -> ProfileRow | None:

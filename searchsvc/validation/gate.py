@@ -2,7 +2,8 @@
 
 Checks: ``size`` (the artifact's tensor bytes, MB of 10^6 B, against ``max_size_mb``),
 ``size-prediction`` (measured against the plan's predicted bytes, always), and when asked,
-``iou`` (mean mask IoU against the float model, ``min_iou``) and ``kl`` (``max_kl``).
+``iou`` (mean mask IoU against the float model, ``min_iou``), ``kl`` (``max_kl``) and
+``file-size`` (the exported ONNX files on disk, MB of 10^6 B, ``max_file_mb``: what ships).
 A metric that was not measured fails its check.
 """
 
@@ -28,6 +29,7 @@ class GateLimits:
     max_size_mb: float
     min_iou: float | None = None
     max_kl: float | None = None
+    max_file_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_size_mb) and self.max_size_mb > 0):
@@ -36,6 +38,9 @@ class GateLimits:
             raise BadInput(f"min_iou must lie in [0, 1], got {self.min_iou}")
         if self.max_kl is not None and not (math.isfinite(self.max_kl) and self.max_kl >= 0):
             raise BadInput(f"max_kl must be a non-negative number, got {self.max_kl}")
+        mf = self.max_file_mb
+        if mf is not None and not (math.isfinite(mf) and mf > 0):
+            raise BadInput(f"max_file_mb must be a positive number, got {mf}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,12 @@ def _number(doc: dict[str, Any], *path: str) -> float | None:
     return float(node)
 
 
-def gate_checks(validation: dict[str, Any], limits: GateLimits) -> list[Check]:
-    """The checks of ``validation`` (a ``bitbudget.validation/v1`` document) under ``limits``."""
+def gate_checks(
+    validation: dict[str, Any], limits: GateLimits, file_bytes: int | None = None
+) -> list[Check]:
+    """The checks of ``validation`` (a ``bitbudget.validation/v1`` document) under ``limits``;
+    ``file_bytes``: the exported files as measured on disk now (else the bytes an ONNX Runtime
+    validation measured on disk, ``runtime.export.file_bytes``)."""
     if not isinstance(validation, dict) or "size" not in validation:
         raise BadInput("not a validation document (bitbudget.validation/v1 with size, metrics)")
     measured = _number(validation, "size", "measured_bytes")
@@ -112,6 +121,11 @@ def gate_checks(validation: dict[str, Any], limits: GateLimits) -> list[Check]:
     if limits.max_kl is not None:
         kl = _number(validation, "metrics", "kl")
         checks.append(_check("kl", kl, limits.max_kl, "<=", ("g", 4)))
+    if limits.max_file_mb is not None:
+        on_disk = _number(validation, "runtime", "export", "file_bytes")
+        on_disk = float(file_bytes) if file_bytes is not None else on_disk
+        mb = None if on_disk is None else on_disk / MB
+        checks.append(_check("file-size", mb, limits.max_file_mb, "<=", ("f", 2), "MB"))
     return checks
 
 

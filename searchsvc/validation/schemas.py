@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
@@ -44,6 +44,10 @@ class ValidationRequest(BaseModel):
         None, description="memory policy: fifo | sis | mutual_kv, or {name, params}"
     )
     prompt: str = Field("box", pattern="^(box|point|mask)$")
+    runtime: Literal["pytorch", "onnxruntime"] = Field(
+        "pytorch",
+        description="onnxruntime: measure the plan's ONNX export in ONNX Runtime (docs/export.md)",
+    )
 
     @model_validator(mode="after")
     def _known_policy(self) -> ValidationRequest:
@@ -54,10 +58,11 @@ class ValidationRequest(BaseModel):
 
     def options(self) -> dict[str, Any]:
         """What is stored with the validation (its ``request``) and handed to the job."""
+        runtime = {} if self.runtime == "pytorch" else {"runtime": self.runtime}
         if not self.video:
-            return {"video": None}
-        video = self.model_dump(exclude={"video"})
-        return {"video": video}
+            return {"video": None} | runtime
+        video = self.model_dump(exclude={"video", "runtime"})
+        return {"video": video} | runtime
 
 
 class ArtifactOut(BaseModel):
@@ -118,6 +123,13 @@ class GateRequest(BaseModel):
     )
     max_kl: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="mean per-pixel Bernoulli KL"
+    )
+    max_file_mb: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_MEMORY_MB,
+        allow_inf_nan=False,
+        description="the exported ONNX files on disk, MB (10^6 B): the plan's newest export",
     )
 
     @model_validator(mode="after")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +67,16 @@ def fidelity_of(doc: dict[str, Any]) -> dict[str, Any]:
     """Image fidelity (mask IoU, KL against float) next to video J&F (against float and GT)."""
     m = doc.get("metrics") or {}
     out: dict[str, Any] = {"image": {"iou": m.get("iou"), "kl": m.get("kl")}, "video": None}
+    ort = doc.get("runtime")
+    if isinstance(ort, dict):  # metrics are ONNX Runtime's; fake-quant's beside them
+        fq, diff = ort.get("fake_quant") or {}, ort.get("difference") or {}
+        out["runtime"] = {
+            "name": ort.get("name"),
+            "fake_quant_iou": fq.get("iou"),
+            "iou_difference": diff.get("iou"),
+            "iou_vs_fake_quant": (ort.get("vs_fake_quant") or {}).get("iou"),
+            "file_bytes": (ort.get("export") or {}).get("file_bytes"),
+        }
     video = doc.get("video")
     if isinstance(video, dict):
         summary = video.get("summary") or {}
@@ -121,10 +130,14 @@ def _plan(session: Session, plan_id: int) -> PlanRow:
 
 
 def _covers(session: Session, row: ValidationRow, request: dict[str, Any] | None) -> bool:
-    """Whether ``row`` measures what ``request`` asks (a video request needs the same video) and
-    the plan as it stands (a finished LSC refinement must have been measured)."""
+    """Whether ``row`` measures what ``request`` asks (a video request needs the same video, an
+    ONNX Runtime one a validation in ONNX Runtime) and the plan as it stands (a finished LSC
+    refinement must have been measured)."""
     wanted = (request or {}).get("video")
     if wanted and request_of(row).get("video") != wanted:
+        return False
+    runtime = (request or {}).get("runtime")
+    if runtime and request_of(row).get("runtime") != runtime:
         return False
     clipping = refined_clipping(session, plan_id=row.plan_id)
     if clipping is None or row.status in ("pending", "running"):
@@ -177,6 +190,14 @@ def validation_inputs(
     budget = Budget.model_validate(plan.budget).limits()["memory_bytes"]
     wanted = (request or {}).get("video")
     video = VideoSpec.from_dict(wanted) if wanted else None
+    runtime = str((request or {}).get("runtime") or "pytorch")
+    export_dir, exported = None, False
+    if runtime == "onnxruntime":  # the plan's own export when it has one: what ships
+        from searchsvc.exports.service import export_folder
+
+        found = export_folder(session, plan_id=plan.id)
+        exported = found is not None
+        export_dir = found or settings.artifacts / "exports" / f"plan-{plan.id}-validation"
     return {
         "plan": plan.doc,
         "spec": spec_of(model),
@@ -184,6 +205,9 @@ def validation_inputs(
         "budget_bytes": budget,
         "video": video,
         "clipping": refined_clipping(session, plan_id=plan.id),
+        "runtime": runtime,
+        "export_dir": export_dir,
+        "exported": exported,
     }
 
 
@@ -210,14 +234,6 @@ def start(session: Session, *, validation_id: int) -> tuple[ValidationRow, PlanR
     return row, plan
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def store_result(
     session: Session, *, validation_id: int, doc: dict[str, Any], path: Path, job_id: int | None
 ) -> ArtifactRow:
@@ -234,7 +250,9 @@ def store_result(
         art = ArtifactRow(kind="packed", key=artifact_key(plan.id), plan_id=plan.id)
         session.add(art)
     art.model_id, art.path, art.job_id = plan.model_id, str(path), job_id
-    art.size_bytes, art.sha256 = path.stat().st_size, _sha256(path)
+    from profiling.shipped import sha256_file
+
+    art.size_bytes, art.sha256 = path.stat().st_size, sha256_file(path)
     art.doc = {"measured_bytes": doc["size"]["measured_bytes"], "format": "bitbudget.artifact/v1"}
     session.flush()
     return art
@@ -268,10 +286,20 @@ def artifact_file(session: Session, *, plan_id: int) -> tuple[Path, ArtifactRow]
     return path, art
 
 
+def _exported_bytes(session: Session, *, plan_id: int) -> int | None:
+    """The plan's newest finished export, its files as they lie on disk now (None: none)."""
+    from profiling.shipped import export_files
+    from searchsvc.exports.service import export_folder
+
+    folder = export_folder(session, plan_id=plan_id)
+    return None if folder is None else int(export_files(folder)["file_bytes"])
+
+
 def gate(session: Session, *, body: GateRequest) -> GateOut:
     """Check a stored or given validation against the limits of ``body``."""
-    limits = GateLimits(body.max_size_mb, body.min_iou, body.max_kl)
+    limits = GateLimits(body.max_size_mb, body.min_iou, body.max_kl, body.max_file_mb)
     doc = body.validation
+    file_bytes = None
     if body.plan_id is not None:
         _plan(session, body.plan_id)
         row = repository.latest_for_plan(session, body.plan_id)
@@ -282,8 +310,10 @@ def gate(session: Session, *, body: GateRequest) -> GateOut:
         if row.status not in DONE:
             raise Conflict(f"plan {body.plan_id} is still being validated (job {row.job_id})")
         doc = row.metrics
+        if body.max_file_mb is not None:
+            file_bytes = _exported_bytes(session, plan_id=body.plan_id)
     assert doc is not None
-    checks = gate_checks(doc, limits)
+    checks = gate_checks(doc, limits, file_bytes)
     return GateOut(
         passed=all(c.passed for c in checks),
         checks=[CheckOut(**c.to_dict()) for c in checks],

@@ -47,6 +47,9 @@ def run_validate_job(ctx: JobContext) -> dict[str, Any]:
         progress=progress,
         video=inputs["video"],
         clipping=inputs["clipping"],
+        runtime=inputs["runtime"],
+        export_dir=inputs["export_dir"],
+        exported=inputs["exported"],
     )
     ctx.raise_if_stopped()
     with ctx.session() as session:

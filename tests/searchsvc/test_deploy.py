@@ -89,5 +89,5 @@ def test_compose_worker_scales_and_shares_the_store() -> None:
     env = worker["environment"]
     assert env["BITBUDGET_SHARED_STORE"].endswith(":-/data/store}")  # overridable, on /data
     queues = Settings(worker_queues=env["BITBUDGET_WORKER_QUEUES"], api_tokens=TOKEN)
-    assert queues.worker_queues == ["bitbudget", "profile-units"]
+    assert queues.worker_queues == ["bitbudget", "profile-units", "latency"]
     assert "--scale worker=4" in (ROOT / "docs" / "service.md").read_text()

@@ -23,6 +23,7 @@ TABLES = {
     "jobs",
     "artifacts",
     "api_tokens",
+    "hardware_profiles",
 }
 
 

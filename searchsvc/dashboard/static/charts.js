@@ -153,11 +153,15 @@
       var svg = svgEl("svg", { width: Math.min(g.cells.length, perRow) * (size + gap),
         height: rows * (size + gap), class: "hm" }, box);
       g.cells.forEach(function (c, i) {
-        seen[c.w === null ? "?" : c.w] = true;
+        var site = c.w === null && c.a !== null && c.kind.indexOf("matmul") === 0;
+        var bits = site ? c.a : c.w;  /* an attention site is coloured by its operands' bits */
+        seen[bits === null ? "?" : bits] = true;
         var r = svgEl("rect", { x: (i % perRow) * (size + gap), y: Math.floor(i / perRow) * (size + gap),
-          width: size, height: size, rx: 2, fill: bitColor(c.w), class: "hm-cell",
+          width: size, height: size, rx: site ? 8 : 2, fill: bitColor(bits), class: "hm-cell",
           "data-layer": c.name, "data-choice": c.choice }, svg);
-        var lines = [c.name, c.choice + " — weights " + (c.w === null ? "?" : c.w) + " bits, activations " +
+        var lines = site ? [c.name, c.choice + " — attention matmul, both operands " + c.a + " bits" +
+          (c.log ? " (log2 post-softmax, PTQ4SAM AGQ)" : ""), c.kind + ", no weight"] :
+          [c.name, c.choice + " — weights " + (c.w === null ? "?" : c.w) + " bits, activations " +
           (c.a === null ? "?" : c.a) + " bits", c.kind + ", " + c.params.toLocaleString() + " parameters"];
         r.addEventListener("mousemove", function (e) { tip(lines, e); });
         r.addEventListener("mouseleave", function () { tip(null); });

@@ -88,22 +88,20 @@
     });
   }
 
-  function setupExactFront() {
-    var button = document.getElementById("exact-front");
-    if (!button) return;
+  // a button that starts a job: POST with the tab's token; 200 (done before) reloads the page,
+  // 202 hands the job to ``accepted`` (which shows it and follows it), anything else is said in
+  // ``out`` with the server's message
+  function postJob(button, out, url, body, accepted) {
     button.addEventListener("click", function () {
-      var out = document.getElementById("exact-result");
       if (!token()) {
         say(out, "Enter the API token at the top first (bitbudget serve --dev prints one).", "error-text");
         document.getElementById("token-input").focus();
         return;
       }
       say(out, "sending…");
-      fetch(root + "/v1/models/" + button.getAttribute("data-model-id") + "/pareto", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token() },
-        body: button.getAttribute("data-body")
-      }).then(function (r) {
+      var headers = { "Authorization": "Bearer " + token() };
+      if (body) headers["Content-Type"] = "application/json";
+      fetch(url, { method: "POST", headers: headers, body: body || undefined }).then(function (r) {
         return r.json().then(function (json) { return { status: r.status, json: json }; });
       }).then(function (res) {
         if (res.status === 200) { window.location.reload(); return; }
@@ -113,20 +111,53 @@
             (res.status === 401 ? " (enter a valid API token at the top)" : ""), "error-text");
           return;
         }
-        var el = document.createElement("span");
-        el.className = "job";
-        el.id = "exact-job";
-        el.setAttribute("data-job-id", res.json.job.id);
-        el.innerHTML = '<span class="job-state badge"></span> exact front: job #' + res.json.job.id +
-          ' <span class="job-pct"></span> <span class="job-text"></span>' +
-          '<span class="job-error error-text" hidden></span>';
-        button.replaceWith(el);
-        say(out, "");
-        updateJob(el, res.json.job);
-        follow(el);
+        accepted(res.json.job);
       }).catch(function (exc) {
         say(out, "could not reach the server: " + exc, "error-text");
       });
+    });
+  }
+
+  function setupExactFront() {
+    var button = document.getElementById("exact-front");
+    if (!button) return;
+    var out = document.getElementById("exact-result");
+    var url = root + "/v1/models/" + button.getAttribute("data-model-id") + "/pareto";
+    postJob(button, out, url, button.getAttribute("data-body"), function (job) {
+      var el = document.createElement("span");
+      el.className = "job";
+      el.id = "exact-job";
+      el.setAttribute("data-job-id", job.id);
+      el.innerHTML = '<span class="job-state badge"></span> exact front: job #' + job.id +
+        ' <span class="job-pct"></span> <span class="job-text"></span>' +
+        '<span class="job-error error-text" hidden></span>';
+      button.replaceWith(el);
+      say(out, "");
+      updateJob(el, job);
+      follow(el);
+    });
+  }
+
+  // the plan page's Export button: POST /v1/plans/{id}/exports, then follow the job in place;
+  // the page reloads when it ends (with the download link, or the error)
+  function setupExport() {
+    var button = document.getElementById("export-button");
+    if (!button) return;
+    var out = document.getElementById("export-result");
+    var url = root + "/v1/plans/" + button.getAttribute("data-plan-id") + "/exports";
+    postJob(button, out, url, null, function (job) {
+      var el = document.createElement("div");
+      el.className = "job";
+      el.id = "export-job";
+      el.setAttribute("data-job-id", job.id);
+      el.innerHTML = '<div class="job-head"><strong>export</strong> · job #' + job.id +
+        ' <span class="job-state badge"></span></div>' +
+        '<div class="bar"><div class="fill"></div></div>' +
+        '<div class="job-msg"><span class="job-pct"></span> · <span class="job-text"></span></div>' +
+        '<div class="job-error error-text" hidden></div>';
+      button.parentNode.replaceWith(el);
+      updateJob(el, job);
+      follow(el);
     });
   }
 
@@ -240,6 +271,7 @@
     setupToken();
     setupBudgetForm();
     setupExactFront();
+    setupExport();
     setupJobs();
     setupFront();
     setupHeatmap();

@@ -137,3 +137,19 @@ def test_encoder_timing_reports_the_contract_fields(exports: dict) -> None:
         "runtime_version",
     }
     assert 0 < t["p10_ms"] <= t["median_ms"] <= t["p90_ms"] and t["repeats"] == 3
+
+
+def test_sam_v1_export_points_and_boxes(sam_micro: Any, calib_sets: Any, tmp_path: Path) -> None:
+    from profiling.export.bundle import export_plan
+    from profiling.quant.plan import uniform_plan
+
+    samples = calib_sets[1].samples[:1]  # one point batch and one box batch
+    export_plan({"choices": {}}, model="sam-micro", out_dir=tmp_path / "f")
+    got = _outputs(OrtModel(tmp_path / "f"), samples)
+    want = _outputs(TaskAdapter(sam_micro), samples)
+    assert max((a - b).abs().max().item() for a, b in zip(got, want)) <= 1e-4
+    plan = uniform_plan(sam_micro.module, "w8a8").to_dict()
+    export_plan(plan, model="sam-micro", out_dir=tmp_path / "q", calibration=calib_sets[0])
+    got = _outputs(OrtModel(tmp_path / "q"), samples)
+    want = _outputs(_fake_quant_adapter(sam_micro, plan, calib_sets[0]), samples)
+    assert np.mean([mask_iou(a, b) for a, b in zip(got, want)]) >= 0.98

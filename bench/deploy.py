@@ -1,0 +1,207 @@
+"""What ships: ONNX exports of sam2.1-hiera-tiny run in ONNX Runtime — speed, size, fidelity.
+
+For each image size: the float32 export, uniform w8a8, uniform w4a16 and the default solver plan
+(fisher_kl profile over the default candidates, cpsat) at the memory of uniform 4-bit weights
+are exported (``export_plan``) and measured:
+  * image-encoder latency in ONNX Runtime (``time_exported_encoder``: 2 threads, median of 20
+    runs after 3 warm-up runs), beside PyTorch float and fake-quant encoder times (same runs);
+  * the files on disk and the integer-initializer bytes;
+  * fidelity vs the float PyTorch model on the held-out photographs (``measure_fidelity``: mask
+    IoU), for the ONNX Runtime graphs and for the fake-quant model they were exported from.
+Targets (ratios within one run): w8a8 >= 2x faster than the float32 export; the mixed plan no
+slower than float32 ONNX and >= 3.5x smaller files; |IoU(ORT) - IoU(fake-quant)| <= 0.01.
+
+Run: .venv/bin/python bench/deploy.py [--sizes 512 1024] (writes bench/results/deploy.json).
+The machine is shared: the load average before and after each size is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from profiling.calibration import load_source, make_sets
+from profiling.evaluate import measure_fidelity, reference_outputs
+from profiling.export.bundle import export_plan
+from profiling.export.ort_model import OrtModel, time_exported_encoder
+from profiling.inventory import build_inventory
+from profiling.models import LoadedModel, ModelSpec, build_model
+from profiling.models.adapter import TaskAdapter
+from profiling.quant.apply import apply_plan
+from profiling.quant.plan import uniform_plan
+from profiling.sensitivity import ProfileRequest, problem_from_profile, run_profile
+from profiling.sensitivity.request import DEFAULT_CANDIDATES
+from solvers import solve
+
+OUT = Path(__file__).parent / "results" / "deploy.json"
+
+
+def torch_encoder_ms(adapter: TaskAdapter, size: int, warmup: int, repeats: int) -> float:
+    """Median wall time of ``adapter.embed`` on one image (PyTorch, current thread count)."""
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            adapter.embed(x)
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def solver_plan(spec: ModelSpec, loaded: LoadedModel, work: Path, images: int) -> dict[str, Any]:
+    """The default method's plan at the memory of uniform 4-bit weights."""
+    req = ProfileRequest(spec, "fisher_kl", DEFAULT_CANDIDATES, images=images)
+    prof = run_profile(req, work / "profiles", device="cpu")
+    inv = build_inventory(loaded).to_json()
+    problem = problem_from_profile(prof, inv, {"memory_bytes": 1e12})
+    memory = float(problem.fixed.get("memory_bytes", 0.0))
+    for layer in problem.layers:
+        ids = layer.option_ids()
+        i = ids.index("w4a16") if "w4a16" in ids else 0
+        memory += layer.options[i].costs.get("memory_bytes", 0.0)
+    plan = solve(problem.with_budget(memory_bytes=memory), "cpsat", time_limit=30)
+    doc = {"format": "bitbudget.plan/v1", "status": plan.status, "choices": dict(plan.choices)}
+    bits = [int(c[1:].split("a")[0]) for c in plan.choices.values()]
+    return doc | {"memory_budget_bytes": memory, "mean_layer_bits": statistics.mean(bits)}
+
+
+def measure_plan(ctx: dict[str, Any], name: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """Export, time, size and fidelity of one plan."""
+    a = ctx["args"]
+    folder = ctx["work"] / f"{ctx['size']}" / name
+    t0 = time.perf_counter()
+    manifest = export_plan(
+        plan, model=a.model, image_size=ctx["size"], out_dir=folder, calibration=ctx["calib"]
+    )
+    row: dict[str, Any] = {"export_seconds": round(time.perf_counter() - t0, 1)}
+    row["ort"] = time_exported_encoder(folder, threads=a.threads, repeats=a.repeats)
+    row["files_bytes"] = manifest["sizes"]["files_bytes"]
+    row["integer_initializer_bytes"] = manifest["sizes"]["integer_initializer_bytes"]
+    row["plan_predicted_bytes"] = manifest["sizes"]["plan_predicted_bytes"]
+    ref, held = TaskAdapter(ctx["loaded"]), ctx["held"].samples
+    ort_fid = measure_fidelity(ref, OrtModel(folder, threads=a.threads), held, ctx["reference"])
+    row["iou_ort"] = ort_fid.to_dict()["iou"]
+    if plan["choices"]:
+        qmodel = apply_plan(ctx["loaded"], plan, ctx["calib"])
+        fake = TaskAdapter(LoadedModel(ctx["loaded"].spec, qmodel, ""))
+        row["iou_fake_quant"] = measure_fidelity(ref, fake, held, ctx["reference"]).to_dict()["iou"]
+        row["torch_fake_quant_ms"] = torch_encoder_ms(fake, ctx["size"], 2, a.torch_repeats)
+    else:
+        row["iou_fake_quant"] = 1.0
+    row["iou_gap"] = abs(row["iou_ort"] - row["iou_fake_quant"])
+    print(f"{ctx['size']} {name}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def targets(rows: dict[str, Any]) -> dict[str, Any]:
+    f32, w8, mixed = rows["float32"], rows["w8a8"], rows["solver_4bit_memory"]
+    speed8 = f32["ort"]["median_ms"] / w8["ort"]["median_ms"]
+    speed_mixed = f32["ort"]["median_ms"] / mixed["ort"]["median_ms"]
+    smaller = f32["files_bytes"] / mixed["files_bytes"]
+    gaps = {n: r["iou_gap"] for n, r in rows.items()}
+    return {
+        "w8a8_speedup_vs_float32_onnx": {"value": speed8, "target": 2.0, "met": speed8 >= 2.0},
+        "mixed_speedup_vs_float32_onnx": {
+            "value": speed_mixed,
+            "target": 1.0,
+            "met": speed_mixed >= 1.0,
+        },
+        "mixed_files_smaller_than_float32": {
+            "value": smaller,
+            "target": 3.5,
+            "met": smaller >= 3.5,
+        },
+        "max_iou_gap_ort_vs_fake_quant": {
+            "value": max(gaps.values()),
+            "target": 0.01,
+            "met": max(gaps.values()) <= 0.01,
+            "per_plan": gaps,
+        },
+    }
+
+
+def run_size(args: argparse.Namespace, size: int, work: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    spec = ModelSpec(args.model, image_size=size)
+    loaded = build_model(spec)
+    calib, held = make_sets(load_source("shipped"), holdout=args.holdout, n_calib=args.images)
+    ctx = {"args": args, "size": size, "work": work, "loaded": loaded, "calib": calib}
+    ctx |= {"held": held, "reference": reference_outputs(TaskAdapter(loaded), held.samples)}
+    torch.set_num_threads(args.threads)
+    torch_float = torch_encoder_ms(TaskAdapter(loaded), size, 2, args.torch_repeats)
+    mixed = solver_plan(spec, loaded, work, args.images)
+    plans = {
+        "float32": {"choices": {}},
+        "w8a8": uniform_plan(loaded.module, "w8a8").to_dict(),
+        "w4a16": uniform_plan(loaded.module, "w4a16").to_dict(),
+        "solver_4bit_memory": mixed,
+    }
+    rows = {name: measure_plan(ctx, name, plan) for name, plan in plans.items()}
+    choices = list(mixed["choices"].values())
+    return {
+        "image_size": size,
+        "random_weights": loaded.random_weights,
+        "torch_float_ms": torch_float,
+        "plans": rows,
+        "solver_plan": {
+            "status": mixed["status"],
+            "memory_budget_bytes": mixed["memory_budget_bytes"],
+            "mean_layer_bits": mixed["mean_layer_bits"],
+            "options_used": {c: choices.count(c) for c in sorted(set(choices))},
+        },
+        "targets": targets(rows),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sam2.1-hiera-tiny")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--torch-repeats", type=int, default=5)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--holdout", type=int, default=4)
+    ap.add_argument("--work", default="/tmp/bitbudget-bench/deploy")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    work = Path(args.work)
+    t0 = time.perf_counter()
+    results = [run_size(args, size, work) for size in args.sizes]
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    doc = {
+        "benchmark": "deploy",
+        "command": "python bench/deploy.py --sizes " + " ".join(str(s) for s in args.sizes),
+        "model": args.model,
+        "random_weights": all(r["random_weights"] for r in results),
+        "calibration_images": args.images,
+        "heldout_images": args.holdout,
+        "results": results,
+        "minutes": round((time.perf_counter() - t0) / 60, 1),
+        "machine": {
+            "cpu_threads": os.cpu_count(),
+            "avx512_vnni": "avx512_vnni" in cpu,
+            "amx_int8": "amx_int8" in cpu,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "shared": "the machine is shared with other engineers' jobs; see load averages",
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps([r["targets"] for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Named hardware profiles: shipped roofline estimates and measured latency tables (issue #16)."""
