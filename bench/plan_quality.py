@@ -17,7 +17,14 @@ and 3-bit weights (8-bit activations everywhere) —
 mask IoU and per-pixel KL against the float model). A 10-point front of the default method
 gives the Spearman correlation between predicted loss and measured KL / (1 − IoU).
 
-Run: .venv/bin/python bench/plan_quality.py  [--cap-minutes 25]  (writes
+Attention sites (``attention`` key): at the same two memory levels, the default plan without
+attention sites (they stay in float) against the default plan whose problem also holds every
+attention matmul site (fisher_kl site losses, options a8/a6/a4 and a8log/a6log/a4log): whole-
+model BOPs (weight layers plus both attention matmuls, a float site at 16 x 16 bits) and
+fidelity side by side. ``--only attention`` runs just this part (the profiles and evaluations
+it shares with a full run are cached) and updates that key of the existing JSON.
+
+Run: .venv/bin/python bench/plan_quality.py  [--cap-minutes 25] [--only attention]  (writes
 bench/results/plan_quality.json; profiles and evaluations are cached in --work, so a re-run
 resumes).
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -47,6 +55,7 @@ from profiling.sensitivity import Profile, ProfileRequest, problem_from_profile,
 from solvers import Problem, solve
 
 OUT = Path(__file__).parent / "results" / "plan_quality.json"
+SITE_SUFFIXES = (".qk_matmul", ".sv_matmul")
 CANDIDATES = ("w8a8", "w6a8", "w4a8", "w3a8", "w2a8")
 BITS = (2, 3, 4, 6, 8)
 METHODS = ("default", "kl", "mixqsam", "wais", "greedy")
@@ -87,7 +96,10 @@ class Bench:
 
     def evaluate(self, choices: dict[str, str]) -> dict[str, Any] | None:
         """Fidelity of a plan on the held-out images (cached by its choices); None past the cap."""
-        plan = {n: f"{c.split('a')[0]}a8" for n, c in choices.items()}  # 8-bit activations
+        plan = {  # 8-bit activations on weight layers; attention sites keep their own option
+            n: c if n.endswith(SITE_SUFFIXES) else f"{c.split('a')[0]}a8"
+            for n, c in choices.items()
+        }
         key = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
         if key in self.cache:
             return dict(self.cache[key])
@@ -213,6 +225,110 @@ def front(b: Bench, problem: Problem, lo: float, mid: float, hi: float, n: int) 
     return [{"budget_bytes": float(m)} | solved(b, "default", problem, float(m)) for m in budgets]
 
 
+def whole_bops(problem: Problem, choices: dict[str, str], site_macs: dict[str, int]) -> float:
+    """BOPs of every weight layer and attention site; a site the plan leaves out runs in float
+    (MACs x 16 x 16)."""
+    total = 0.0
+    for layer in problem.layers:
+        if layer.name in choices:
+            i = layer.option_ids().index(choices[layer.name])
+            total += float(layer.options[i].costs.get("bops", 0.0))
+    return total + sum(m * 256.0 for n, m in site_macs.items() if n not in choices)
+
+
+def attention_row(
+    b: Bench, problems: dict[str, Problem], memory: float, site_macs: dict[str, int]
+) -> dict[str, Any]:
+    """The default plan without and with attention sites at ``memory`` bytes."""
+    out: dict[str, Any] = {"memory_bytes": memory}
+    for label, problem in (("without", problems["default"]), ("with", problems["attention"])):
+        plan = solve(problem.with_budget(memory_bytes=memory), "cpsat", time_limit=b.args.solve_s)
+        row: dict[str, Any] = {"status": plan.status}
+        if plan.has_solution:
+            choices = dict(plan.choices)
+            sites = {n: c for n, c in choices.items() if n.endswith(SITE_SUFFIXES)}
+            row |= {"objective": plan.objective, "memory_bytes": plan.totals.get("memory_bytes")}
+            row |= {"bops_g": round(whole_bops(problem, choices, site_macs) / 1e9, 3)}
+            row |= {"sites_quantized": len(sites), "site_options": _counts(sites.values())}
+            row |= b.evaluate(choices) or {"skipped": "time cap"}
+        out[label] = row
+    w, wo = out["with"], out["without"]
+    if "bops_g" in w and "bops_g" in wo:
+        out["bops_with_over_without"] = round(w["bops_g"] / wo["bops_g"], 4)
+    if "iou" in w and "iou" in wo:
+        out["iou_with_minus_without"] = round(w["iou"] - wo["iou"], 4)
+    return out
+
+
+def _counts(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def attention_problems(b: Bench) -> tuple[dict[str, Problem], dict[str, Any], dict[str, int]]:
+    """The default problem without and with every attention site (their fisher_kl losses from a
+    sites-only profile, merged with the plain fisher_kl profile's weight layers)."""
+    fisher = b.profile("fisher_kl")
+    trunk = [n for n in fisher.layers if ".trunk.blocks." in n]
+    synergy = b.profile("synergy", layers=trunk[-b.args.synergy_layers :])
+    site_macs = {
+        x["name"]: int(x["macs"])
+        for x in b.inventory["layers"]
+        if x["name"].endswith(SITE_SUFFIXES) and not x["name"].startswith("memory_")
+    }
+    sites = b.profile("fisher_kl", attention=True, layers=sorted(site_macs))
+    merged = Profile.from_json(fisher.to_json() | {"layers": fisher.layers | sites.layers})
+    inv, huge = b.inventory, {"memory_bytes": 1e12}
+    problems = {
+        "default": problem_from_profile(fisher, inv, huge, pair_profile=synergy),
+        "attention": problem_from_profile(merged, inv, huge, pair_profile=synergy),
+    }
+    stats = {
+        "profile_seconds": sites.stats.get("seconds"),
+        "computed_in_this_run": not sites.stats.get("cache_hit"),
+        "sites_profiled": len(sites.layers),
+    }
+    return problems, stats, {n: m for n, m in site_macs.items() if n in sites.layers}
+
+
+def attention_section(b: Bench, memory: dict[int, float]) -> dict[str, Any]:
+    """The ``attention`` key: without vs with attention sites at each memory level."""
+    t0 = time.perf_counter()
+    load_before = os.getloadavg()
+    problems, stats, site_macs = attention_problems(b)
+    rows = {str(bits): attention_row(b, problems, memory[bits], site_macs) for bits in LEVELS}
+    return {
+        "command": "python bench/plan_quality.py --only attention",
+        "what": "default plan (fisher_kl + synergy pairs, cpsat) without vs with attention sites",
+        "site_options": "a8, a6, a4 (qk and sv); a8log, a6log, a4log (sv: AGQ log2 on probs)",
+        "bops": "whole model: weight layers at w x a, sites at a x a, float sites at 16 x 16",
+        "sites_in_model_off_memory_path": len(site_macs),
+        "profile": stats,
+        "levels": rows,
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "minutes": round((time.perf_counter() - t0) / 60, 1),
+    }
+
+
+def only_attention(b: Bench) -> None:
+    """``--only attention``: the attention rows at the uniform 4- and 3-bit memory, merged into
+    the existing result file (written whole to a temporary file, then renamed)."""
+    problems, _, _ = attention_problems(b)
+    memory = {
+        bits: price(problems["default"], uniform(problems["default"], bits))[0] for bits in LEVELS
+    }
+    section = attention_section(b, memory)
+    out = Path(b.args.out)
+    doc = json.loads(out.read_text()) if out.exists() else {"benchmark": "plan_quality"}
+    doc["attention"] = section
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(section["levels"], indent=1))
+
+
 def _rho(xs: list[float], ys: list[float]) -> float | None:
     if len(xs) < 3:
         return None
@@ -255,9 +371,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/bitbudget-bench/plan_quality")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--only", choices=["attention"], default=None, help="run only this part")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     b = Bench(args)
+    if args.only == "attention":
+        only_attention(b)
+        return
     problems, profile_stats = method_problems(b)
     budgets = {bits: compare(b, problems, bits) for bits in LEVELS}
     m8, _ = price(problems["default"], uniform(problems["default"], 8))
@@ -294,6 +414,9 @@ def main() -> None:
         "minutes": round(b.minutes(), 1),
         "machine": {"cpu_threads": args.threads, "python": platform.python_version()},
     }
+    result["attention"] = attention_section(
+        b, {bits: budgets[bits]["memory_bytes"] for bits in LEVELS}
+    )
     result["targets"] = targets(result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -1,13 +1,13 @@
 """The hierarchical (video) plan against the image-only plan at equal memory (issue 18): part
 ``hierarchical`` of bench/video.py.
 
-Both plans come from the same fisher_kl profile of the image path (calibration images); the
-hierarchical one adds the memory path profiled on calibration clips (``run_hierarchical_profile``:
-seeded apart from the evaluation clips), so the solver can trade memory-path bits against
-image-path bits; the image-only plan keeps the memory path pinned at w8a8 (what every plan got
-before). Both are solved by cpsat at one memory budget (the uniform w{bits}a8 plan's), applied,
-and tracked (FIFO) over the evaluation clips; J&F against the float model's tracks.
-Target: the hierarchical plan's J&F >= the image-only plan's.
+Both plans come from the same image-path profile (``--metric``: fisher_kl or kl, on
+calibration images); the hierarchical one adds the memory path profiled on calibration clips
+(``run_hierarchical_profile``; seeded apart from the evaluation clips), so the solver can trade
+memory-path bits against image-path bits; the image-only plan keeps the memory path pinned at
+w8a8 (what every plan got before). Both are solved by cpsat at one memory budget (the uniform
+w{bits}a8 plan's), applied, and tracked (FIFO) over the evaluation clips; J&F against the
+float model's tracks. Target: the hierarchical plan's J&F >= the image-only plan's.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _plans(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(plans by name with their choices, what the profiles took)."""
     req = ProfileRequest(
-        loaded.spec, "fisher_kl", candidates, images=args.images, seed=args.seed + 1
+        loaded.spec, args.metric, candidates, images=args.images, seed=args.seed + 1
     )
     cal = VideoCalibration(args.calib_clips, args.calib_frames)
     t0 = time.perf_counter()

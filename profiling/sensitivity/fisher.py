@@ -331,6 +331,8 @@ def run_fisher(ctx: Context) -> dict[str, Any]:
     range is known: the activation terms over the calibrated ranges (then the rows file is
     deleted; a unit that finds no file, e.g. on another machine, makes the same rows again)."""
     names = ctx.candidate_layers()
+    if not names:  # only attention sites asked for (``layers`` names no weight layer)
+        return {"layers": run_site_fisher(ctx), "unmeasured": []}
     all_mods = ctx.modules()
     mods = {n: all_mods[n] for n in names}
     fraction = sample_fraction(ctx.options)

@@ -164,7 +164,8 @@ _problems = _Problems()
 
 
 def baselines(problem: Any, resource: str) -> list[dict[str, Any]]:
-    """Uniform precision: every layer at one candidate (pinned layers keep their one option).
+    """Uniform precision: every layer at one candidate (pinned layers keep their one option;
+    an attention site takes the candidate's activation bits, else its first option).
 
     A candidate some layer may not take (on this hardware) has no uniform baseline.
     """
@@ -180,6 +181,8 @@ def baselines(problem: Any, resource: str) -> list[dict[str, Any]]:
         for layer in problem.layers:
             want = f"a{_bits(cid)[1]}" if _is_site(layer) else cid  # a site: the same a bits
             option = next((o for o in layer.options if o.id == want), None)
+            if option is None and _is_site(layer):  # ... or its most precise option
+                option = layer.options[0]
             if option is None and len(layer.options) == 1:
                 option = layer.options[0]
             if option is None or resource not in option.costs:

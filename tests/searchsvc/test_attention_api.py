@@ -161,3 +161,27 @@ def test_refine_and_validate_a_plan_with_sites(sam2_micro: Any, tmp_path: Path) 
     validated = json.loads(res.stdout)
     assert validated["size"]["relative_error"] <= 0.005
     assert validated["plan"]["layers"] == len(choices)
+
+
+def test_uniform_baselines_give_sites_the_candidates_activation_bits() -> None:
+    from searchsvc.dashboard import views
+    from solvers import Problem
+
+    def opt(cid: str, loss: float, bops: float) -> dict[str, Any]:
+        return {"id": cid, "loss": loss, "memory_bytes": 8.0, "bops": bops}
+
+    problem = Problem.from_dict(
+        {
+            "format": "bitbudget.problem/v1",
+            "layers": [
+                {"name": "a.qkv", "options": [opt("w8a8", 0.1, 64), opt("w4a16", 0.5, 64)]},
+                {"name": "a.sv_matmul", "options": [opt("a8", 0.01, 6.4), opt("a4log", 0.2, 1.6)]},
+            ],
+            "fixed": {"bops": 0},
+            "budget": {"bops": None},
+        }
+    )
+    got = {b["id"]: b for b in views.baselines(problem, "bops")}
+    assert set(got) == {"w8a8", "w4a16"}  # site option ids are not baselines of their own
+    assert got["w8a8"]["total"] == 64 + 6.4 and got["w8a8"]["objective"] == pytest.approx(0.11)
+    assert got["w4a16"]["total"] == 64 + 6.4  # no a16 option: the site's first one

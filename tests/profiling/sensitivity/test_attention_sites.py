@@ -159,3 +159,10 @@ def test_agq_flag_turns_every_quantized_sv_site_log2(sam2_micro, quant_sets) -> 
     specs = {s: QuantSpec(16, 8) for s in SITES}
     qmodel = apply_plan(sam2_micro, QuantPlan(specs, PlanOptions(agq=True)), quant_sets[0])
     assert set(report_of(qmodel).agq) == {s for s in SITES if s.endswith("sv_matmul")}
+
+
+def test_fisher_on_sites_alone(tmp_path) -> None:
+    """``layers`` naming only sites: no weight-layer passes, every named site measured."""
+    prof = run_profile(_req("fisher_kl", layers=SITES[:2]), tmp_path)
+    assert set(prof.layers) == set(SITES[:2]) and prof.unmeasured == []
+    assert all(v > 0 for v in prof.layers[SITES[1]]["options"].values())
