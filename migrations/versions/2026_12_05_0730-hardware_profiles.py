@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "3e8b5f2a6c41"
 down_revision: str | None = "7d3a91c4e2b8"
 branch_labels: str | Sequence[str] | None = None
