@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from svc_helpers import Proc
+from svc_helpers import PG_ADMIN, TOKEN, Proc
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+__all__ = ["PG_ADMIN", "TOKEN"]  # older tests import them from here
+
 # the tests' own Redis database; BITBUDGET_TEST_REDIS_URL lets two test sessions run side by side
 REDIS_URL = os.environ.get("BITBUDGET_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
-TOKEN = "bb_test_" + "x" * 40  # a configured token (BITBUDGET_API_TOKENS)
 
 
 def _reachable(port: int) -> bool:

@@ -14,6 +14,11 @@ from typing import Any
 
 import httpx
 
+# tests import these from here, not from conftest: with tests/solvers in the same pytest run,
+# "conftest" can name that directory's conftest
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TOKEN = "bb_test_" + "x" * 40  # a configured token (BITBUDGET_API_TOKENS)
+
 
 def free_port() -> int:
     """A free TCP port on loopback."""

@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PG_ADMIN, TOKEN
-from svc_helpers import Server, service_env, wait_job
+from svc_helpers import PG_ADMIN, TOKEN, Server, service_env, wait_job
 
 pytestmark = pytest.mark.service
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TOKEN
-from svc_helpers import Server, service_env
+from svc_helpers import TOKEN, Server, service_env
 
 pytestmark = pytest.mark.service
 

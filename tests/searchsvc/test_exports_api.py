@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
 from export_helpers import check_download, solved_plan
-from svc_helpers import Server, service_env, wait_job
+from svc_helpers import TOKEN, Server, service_env, wait_job
 
 pytestmark = pytest.mark.service
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TOKEN
 from export_helpers import check_download, solved_plan
-from svc_helpers import Server, Worker, service_env, wait_job
+from svc_helpers import TOKEN, Server, Worker, service_env, wait_job
 
 pytestmark = pytest.mark.service
 

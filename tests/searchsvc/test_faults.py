@@ -18,9 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
 from private_services import PrivatePostgres, PrivateRedis, pg_bin
-from svc_helpers import Proc, Server, Worker, service_env
+from svc_helpers import TOKEN, Proc, Server, Worker, service_env
 
 from searchsvc.db import migrate
 from searchsvc.db.session import session_scope

@@ -12,8 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
-from svc_helpers import Proc, Server, Worker, done_units, service_env, unit_rows, wait_for, wait_job
+from svc_helpers import (
+    TOKEN,
+    Proc,
+    Server,
+    Worker,
+    done_units,
+    service_env,
+    unit_rows,
+    wait_for,
+    wait_job,
+)
 
 pytestmark = pytest.mark.service
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOKEN
 from sqlalchemy import text
-from svc_helpers import Proc, Server, Worker, service_env, unit_rows, wait_for, wait_job
+from svc_helpers import TOKEN, Proc, Server, Worker, service_env, unit_rows, wait_for, wait_job
 
 from searchsvc.db.session import get_engine
 

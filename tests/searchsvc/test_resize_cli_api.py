@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TOKEN
-from svc_helpers import Server, service_env
+from svc_helpers import TOKEN, Server, service_env
 
 from profiling.models import ModelSpec, build_model
 from profiling.models.checkpoint import save_checkpoint

@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
-from svc_helpers import Server, service_env, wait_job, wait_validated
+from svc_helpers import TOKEN, Server, service_env, wait_job, wait_validated
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
-from svc_helpers import Server, Worker, service_env, wait_job
+from svc_helpers import TOKEN, Server, Worker, service_env, wait_job
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 

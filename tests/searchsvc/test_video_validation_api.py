@@ -11,8 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN
-from svc_helpers import Server, service_env, wait_job
+from svc_helpers import TOKEN, Server, service_env, wait_job
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
