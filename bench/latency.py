@@ -103,12 +103,13 @@ def _time_plan(choices: dict[str, str], size: int, threads: int, repeats: int) -
     return timed | {"export_seconds": exported}
 
 
-def run(size: int, points: int, threads: int, repeats: int, work: Path) -> dict[str, Any]:
+def run(
+    size: int, points: int, threads: int, repeats: int, work: Path, out: Path
+) -> dict[str, Any]:
     from profiling.inventory import build_inventory
     from profiling.latency import MeasureRequest, measure_table
-    from profiling.latency.pairs import chained_pairs, measure_pair_costs, pair_latency
+    from profiling.latency.end_to_end import encoder_layers
     from profiling.models import ModelSpec, build_model
-    from solvers.costs import hardware_profiles
     from solvers.pareto import pareto_front
 
     load_before = os.getloadavg()
@@ -121,6 +122,7 @@ def run(size: int, points: int, threads: int, repeats: int, work: Path) -> dict[
         runtime="onnxruntime",
         threads=threads,
         repeats=repeats,
+        layers=tuple(encoder_layers(loaded)),  # what the exported encoder runs; the rest waits
     )
     start = time.perf_counter()
     table = measure_table(req, work / f"tiny-{size}.json", loaded=loaded, progress=_progress())
@@ -128,51 +130,15 @@ def run(size: int, points: int, threads: int, repeats: int, work: Path) -> dict[
     encoder = list(table["end_to_end_layers"])
     _say(f"table: {len(table['latency_table'])} layers in {table_seconds:.0f} s")
 
-    start = time.perf_counter()
-    chained = chained_pairs(inventory, encoder)
-    pair_costs = measure_pair_costs(
-        loaded, inventory, table, chained, OPTIONS, threads=threads, repeats=repeats
-    )
-    pair_seconds = time.perf_counter() - start
-    _say(f"pair costs: {len(chained)} pairs in {pair_seconds:.0f} s")
-
     front = pareto_front(_problem(table, inventory, encoder), "latency_ms", points, method="dp")
     rows = []
     for i, point in enumerate(front.points):
-        choices = dict(point.plan.choices)
-        cells = sum(table["latency_table"][n][c]["median_ms"] for n, c in choices.items())
-        pairs = pair_latency(pair_costs, choices)
-        timed = _time_plan(choices, size, threads, 20)
-        row = {
-            "budget_ms": point.budget,
-            "loss": point.plan.objective,
-            "options": {o: sum(1 for c in choices.values() if c == o) for o in OPTIONS},
-            "measured_ms": timed["median_ms"],
-            "measured_p10_ms": timed["p10_ms"],
-            "measured_p90_ms": timed["p90_ms"],
-            "export_seconds": timed["export_seconds"],
-            "additive_ms": cells,
-            "with_constant_ms": cells + table["fixed_ms"],
-            "with_constant_and_pairs_ms": cells + table["fixed_ms"] + pairs,
-            "roofline_ms": {h: _roofline(h, inventory, choices) for h in hardware_profiles()},
-        }
-        rows.append(row)
+        rows.append(_point(point, table, inventory, size, threads))
         _say(
-            f"point {i + 1}/{len(front.points)}: predicted {row['with_constant_ms']:.1f} ms, "
-            f"measured {row['measured_ms']:.1f} ms"
+            f"point {i + 1}/{len(front.points)}: predicted {rows[-1]['with_constant_ms']:.1f} ms, "
+            f"measured {rows[-1]['measured_ms']:.1f} ms"
         )
-    measured = [r["measured_ms"] for r in rows]
-    predictors = {
-        "additive": _metrics([r["additive_ms"] for r in rows], measured),
-        "with_constant": _metrics([r["with_constant_ms"] for r in rows], measured),
-        "with_constant_and_pairs": _metrics(
-            [r["with_constant_and_pairs_ms"] for r in rows], measured
-        ),
-    }
-    roofline = {
-        h: _metrics([r["roofline_ms"][h] for r in rows], measured) for h in hardware_profiles()
-    }
-    return {
+    result = {
         "model": "sam2.1-hiera-tiny",
         "image_size": size,
         "random_weights": True,
@@ -183,26 +149,98 @@ def run(size: int, points: int, threads: int, repeats: int, work: Path) -> dict[
         "host": table["measured"]["host"],
         "cpu": table["measured"]["cpu"],
         "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "table_seconds": table_seconds,
         "table_layers": len(table["latency_table"]),
-        "encoder_layers": len(encoder),
         "float_encoder_ms": table["float_ms"]["median_ms"],
         "fixed_ms": table["fixed_ms"],
-        "pair_seconds": pair_seconds,
-        "pairs": len(chained),
         "front_points": len(rows),
         "points": rows,
-        "predictors": predictors,
-        "roofline": roofline,
         "targets": TARGETS,
-        "targets_met": {
-            k: v["spearman"] is not None
-            and v["spearman"] >= TARGETS["spearman"]
-            and v["median_rel_error"] <= TARGETS["median_rel_error"]
-            for k, v in predictors.items()
-        },
     }
+    _finish(result, rows, pair_costs=None)
+    _write(out, result)  # what the pairs add comes next: a run cut short keeps this
+    start = time.perf_counter()
+    chained = _pairs(inventory, encoder)
+    pair_costs = _measure_pairs(loaded, inventory, table, chained, threads, repeats)
+    result |= {"pair_seconds": time.perf_counter() - start, "pairs": len(chained)}
+    _say(f"pair costs: {len(chained)} pairs in {result['pair_seconds']:.0f} s")
+    _finish(result, rows, pair_costs=pair_costs)
+    return result
+
+
+def _pairs(inventory: dict[str, Any], encoder: list[str]) -> list[tuple[str, str]]:
+    from profiling.latency.pairs import chained_pairs
+
+    return chained_pairs(inventory, encoder)
+
+
+def _measure_pairs(
+    loaded: Any, inventory: Any, table: Any, chained: Any, threads: int, repeats: int
+) -> Any:
+    from profiling.latency.pairs import measure_pair_costs
+
+    return measure_pair_costs(
+        loaded, inventory, table, chained, OPTIONS, threads=threads, repeats=repeats,
+        progress=_progress(),
+    )  # fmt: skip
+
+
+def _point(point: Any, table: Any, inventory: Any, size: int, threads: int) -> dict[str, Any]:
+    from solvers.costs import hardware_profiles
+
+    choices = dict(point.plan.choices)
+    cells = sum(table["latency_table"][n][c]["median_ms"] for n, c in choices.items())
+    timed = _time_plan(choices, size, threads, 20)
+    return {
+        "budget_ms": point.budget,
+        "loss": point.plan.objective,
+        "choices": choices,
+        "options": {o: sum(1 for c in choices.values() if c == o) for o in OPTIONS},
+        "measured_ms": timed["median_ms"],
+        "measured_p10_ms": timed["p10_ms"],
+        "measured_p90_ms": timed["p90_ms"],
+        "export_seconds": timed["export_seconds"],
+        "additive_ms": cells,
+        "with_constant_ms": cells + table["fixed_ms"],
+        "roofline_ms": {h: _roofline(h, inventory, choices) for h in hardware_profiles()},
+    }
+
+
+def _finish(result: dict[str, Any], rows: list[dict[str, Any]], pair_costs: Any) -> None:
+    """The metrics of each predictor over the front (pairs once they are measured)."""
+    from profiling.latency.pairs import pair_latency
+    from solvers.costs import hardware_profiles
+
+    measured = [r["measured_ms"] for r in rows]
+    predictors = {
+        "additive": _metrics([r["additive_ms"] for r in rows], measured),
+        "with_constant": _metrics([r["with_constant_ms"] for r in rows], measured),
+    }
+    if pair_costs is not None:
+        for r in rows:
+            r["pairs_ms"] = pair_latency(pair_costs, r["choices"])
+            r["with_constant_and_pairs_ms"] = r["with_constant_ms"] + r["pairs_ms"]
+        predictors["with_constant_and_pairs"] = _metrics(
+            [r["with_constant_and_pairs_ms"] for r in rows], measured
+        )
+    result["predictors"] = predictors
+    result["roofline"] = {
+        h: _metrics([r["roofline_ms"][h] for r in rows], measured) for h in hardware_profiles()
+    }
+    result["targets_met"] = {
+        k: v["spearman"] is not None
+        and v["spearman"] >= TARGETS["spearman"]
+        and v["median_rel_error"] <= TARGETS["median_rel_error"]
+        for k, v in predictors.items()
+    }
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)
 
 
 def _progress() -> Any:
@@ -225,9 +263,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-latency")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    result = run(args.image_size, args.points, args.threads, args.repeats, args.work)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    result = run(args.image_size, args.points, args.threads, args.repeats, args.work, args.out)
+    _write(args.out, result)
     _say(f"wrote {args.out}: {json.dumps(result['predictors'])}")
 
 

@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--part", choices=("all", "policies", "hierarchical"), default="all")
     ap.add_argument("--calib-clips", type=int, default=1, help="hierarchical: calibration clips")
     ap.add_argument("--calib-frames", type=int, default=6, help="hierarchical: their frames")
+    ap.add_argument("--metric", default="fisher_kl", help="hierarchical: image-path metric")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

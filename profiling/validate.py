@@ -240,11 +240,6 @@ def validate_plan(
     plan = check_plan_doc(plan)
     if check_runtime(runtime) != "pytorch" and export_dir is None:
         raise BadInput("runtime onnxruntime: needs a folder for the export (export_dir)")
-    if runtime != "pytorch" and clipping is not None:
-        raise BadInput(
-            "runtime onnxruntime: the export does not carry LSC learned clipping; "
-            "validate a refined plan with runtime pytorch"
-        )
     qplan = plan_from_json(plan)
     say(0.05, "applying the plan (calibrating quantizers)")
     qmodel = apply_plan(loaded, qplan, calib)
@@ -271,7 +266,7 @@ def validate_plan(
         assert export_dir is not None
         ort_doc = ort_section(
             loaded, plan, calib, heldout, fq_adapter, fid.to_dict(), export_dir=export_dir,
-            exported=exported, multimask=multimask, progress=say,
+            exported=exported, multimask=multimask, progress=say, clipping=clipping,
         )  # fmt: skip
     say(0.85, "packing the artifact")
     measured, file_bytes = _artifact(qmodel, qplan, loaded, Path(artifact))

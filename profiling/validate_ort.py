@@ -10,9 +10,12 @@ puts it under ``runtime`` and makes its metrics the validation's ``metrics``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from profiling.calibration import CalibrationSet
 from profiling.errors import BadInput
@@ -69,7 +72,7 @@ def metric_difference(runtime: Mapping[str, Any], fake_quant: Mapping[str, Any])
 
 def _export(
     loaded: LoadedModel, plan: Mapping[str, Any], calib: CalibrationSet, out_dir: Path,
-    say: Progress,
+    say: Progress, clipping: Path | str | None,
 ) -> None:  # fmt: skip
     from profiling.export.bundle import export_plan
 
@@ -79,10 +82,12 @@ def _export(
     def progress(message: str, fraction: float) -> None:
         say(0.62 + 0.14 * fraction, f"export: {message}")
 
-    manifest = export_plan(
-        plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size, out_dir=out_dir,
-        calibration=calib, progress=progress,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the tracer's notes on SAM2's shape checks are not news
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        manifest = export_plan(
+            plan, model=spec.name, checkpoint=checkpoint, image_size=spec.size,
+            out_dir=out_dir, calibration=calib, progress=progress, clipping=clipping,
+        )  # fmt: skip
     check_exported_weights(manifest, loaded.weights_hash)
 
 
@@ -99,10 +104,12 @@ def ort_section(
     multimask: bool = False,
     threads: int = ORT_THREADS,
     progress: Progress | None = None,
+    clipping: Path | str | None = None,
 ) -> dict[str, Any]:
     """The ``runtime`` section: the export in ``export_dir`` (written there first unless
     ``exported``) run in ONNX Runtime on ``heldout``, against the float model and against the
-    fake-quant model ``fake_quant`` (whose fidelity is ``fake_quant_metrics``)."""
+    fake-quant model ``fake_quant`` (whose fidelity is ``fake_quant_metrics``); ``clipping``: the
+    LSC sidecar the fake-quant model was refined with, exported too."""
     import onnxruntime
 
     from profiling.export.ort_model import OrtModel
@@ -111,7 +118,7 @@ def ort_section(
     folder = Path(export_dir)
     if not exported:
         say(0.62, "exporting the plan to ONNX")
-        _export(loaded, plan, calib, folder, say)
+        _export(loaded, plan, calib, folder, say, clipping)
     files = export_files(folder)
     say(0.78, "running the exported graphs in ONNX Runtime on the held-out images")
     ort: Any = OrtModel(folder, threads=threads)  # TaskAdapter's interface

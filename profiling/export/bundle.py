@@ -74,6 +74,11 @@ def check_expressible(plan: Mapping[str, Any] | QuantPlan, inventory: Any) -> No
             raise ExportError(
                 f"layer {name!r}: not a layer of this model (a plan for another model?)"
             )
+        if kind == "matmul_sv" and spec.a_bits < 16 and getattr(spec, "a_log", False):
+            raise ExportError(
+                f"layer {name!r}: option {spec.id!r}: AGQ's log2 post-softmax levels cannot be "
+                f"written as ONNX DequantizeLinear; drop it (choose w16a{spec.a_bits} here)"
+            )
         if kind == "matmul_sv" and spec.a_bits < 16 and qplan.options.agq:
             raise ExportError(
                 f"layer {name!r}: AGQ's log2 post-softmax levels cannot be written as ONNX "

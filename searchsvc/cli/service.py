@@ -211,7 +211,11 @@ def plan_cmd(
     latency_ms: float = typer.Option(
         None, "--latency-ms", help="latency budget (needs --hardware)"
     ),
-    hardware: str = typer.Option(None, "--hardware", help="hardware profile, e.g. nvidia_t4"),
+    hardware: str = typer.Option(
+        None,
+        "--hardware",
+        help="hardware profile: a shipped estimate (nvidia_t4) or a stored table",
+    ),
     bops_g: float = typer.Option(None, "--bops-g", help="BOPs budget, 10^9"),
     avg_bits: float = typer.Option(None, "--avg-bits", help="average weight bits"),
     method: str = typer.Option(None, "--method", help="profile metric (default fisher_kl)"),

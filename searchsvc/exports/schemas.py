@@ -22,6 +22,7 @@ class ExportOut(BaseModel):
     job_id: int | None
     error: str | None = None
     url: str | None = Field(None, description="the zip, once done")
+    clipping: str | None = Field(None, description="the LSC learned-clipping sidecar it carries")
     zip_bytes: int | None = None
     sha256: str | None = Field(None, description="sha256 of the zip")
     file_bytes: int | None = Field(None, description="the ONNX files and manifest on disk")

@@ -40,6 +40,7 @@ __all__ = [
     "get_export",
     "export_file",
     "export_folder",
+    "current_clipping",
     "set_state",
     "write_zip",
 ]
@@ -96,8 +97,22 @@ def _rows(session: Session, plan_id: int) -> list[ArtifactRow]:
     return list(session.scalars(stmt.order_by(ArtifactRow.id.desc())))
 
 
-def _usable(row: ArtifactRow) -> bool:
-    """Queued or running, or done with its zip still on disk."""
+def current_clipping(session: Session, *, plan_id: int) -> Path | None:
+    """The LSC sidecar an export of the plan carries now: its newest finished refinement's."""
+    from searchsvc.validation.service import refined_clipping
+
+    return refined_clipping(session, plan_id=plan_id)
+
+
+def _clipping_name(clipping: Path | None) -> str | None:
+    return None if clipping is None else clipping.name
+
+
+def _usable(row: ArtifactRow, clipping: str | None) -> bool:
+    """Made with the plan's current learned clipping (none, or its newest LSC refinement's), and
+    queued or running, or done with its zip still on disk."""
+    if (row.doc or {}).get("clipping") != clipping:
+        return False
     status = (row.doc or {}).get("status")
     if status == "done":
         return bool(row.path) and Path(str(row.path)).is_file()
@@ -110,8 +125,9 @@ def request_export(
     """The plan's export (queued, running or done), or a newly queued one with its job."""
     plan = _solved(session, plan_id)
     rows = _rows(session, plan_id)
+    clipping = _clipping_name(current_clipping(session, plan_id=plan_id))
     for row in rows:
-        if _usable(row):
+        if _usable(row, clipping):
             return row, jobs.get(session, row.job_id) if row.job_id else None
     check_exportable(session, plan=plan)
     count = session.scalar(
@@ -121,7 +137,7 @@ def request_export(
     )
     row = ArtifactRow(
         kind=KIND, key=f"plan:{plan_id}:{KIND}:{int(count or 0) + 1}", model_id=plan.model_id,
-        plan_id=plan_id, doc={"status": "queued"},
+        plan_id=plan_id, doc={"status": "queued", "clipping": clipping},
     )  # fmt: skip
     session.add(row)
     session.flush()
@@ -155,6 +171,7 @@ def export_out(row: ArtifactRow) -> dict[str, Any]:
         "job_id": row.job_id,
         "error": doc.get("error"),
         "url": f"/v1/plans/{plan_id}/exports/{row.id}/download" if done else None,
+        "clipping": doc.get("clipping"),
         "zip_bytes": row.size_bytes if done else None,
         "sha256": row.sha256 if done else None,
         "file_bytes": doc.get("file_bytes") if done else None,
@@ -208,10 +225,14 @@ def export_file(session: Session, *, plan_id: int, export_id: int) -> tuple[Path
 
 
 def export_folder(session: Session, *, plan_id: int) -> Path | None:
-    """The folder of the plan's newest finished export whose files are still there, if any."""
+    """The folder of the plan's newest finished export whose files are still there and that
+    carries the plan's current learned clipping, if any."""
+    clipping = _clipping_name(current_clipping(session, plan_id=plan_id))
     for row in _rows(session, plan_id):
-        folder = (row.doc or {}).get("folder")
-        if (row.doc or {}).get("status") == "done" and folder and Path(folder).is_dir():
+        doc = row.doc or {}
+        folder = doc.get("folder")
+        done = doc.get("status") == "done" and doc.get("clipping") == clipping
+        if done and folder and Path(folder).is_dir():
             return Path(folder)
     return None
 

@@ -31,7 +31,9 @@ def _inputs(ctx: JobContext, plan_id: int, artifact_id: int) -> dict[str, Any] |
             return None
         inputs = refine_inputs(session, settings=ctx.settings, plan=plan)
         inputs["plan"] = service.export_plan_doc(session, plan=plan)
-        service.set_state(session, artifact_id, status="running", error=None)
+        inputs["clipping"] = service.current_clipping(session, plan_id=plan_id)
+        clipping = None if inputs["clipping"] is None else inputs["clipping"].name
+        service.set_state(session, artifact_id, status="running", error=None, clipping=clipping)
     return inputs
 
 
@@ -59,7 +61,7 @@ def run_export_job(ctx: JobContext) -> dict[str, Any]:
     checkpoint = Path(spec.checkpoint) if spec.checkpoint else None
     manifest = export_plan(
         inputs["plan"], model=spec.name, checkpoint=checkpoint, image_size=spec.size,
-        out_dir=folder, calibration=calib, progress=progress,
+        out_dir=folder, calibration=calib, progress=progress, clipping=inputs["clipping"],
     )  # fmt: skip
     ctx.raise_if_stopped()
     try:

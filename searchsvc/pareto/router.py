@@ -64,8 +64,8 @@ def _read(
     settings: Settings, model_id: int, resource: str, hardware: str | None, opts: dict[str, Any]
 ) -> ParetoOut | tuple[Future[Any], dict[str, Any]]:
     """The stored exact front, or the fast front's future and the rest of the answer."""
-    service.check_resource(resource, hardware)
     with session_scope(settings.database, write=False) as read:
+        service.check_resource(resource, hardware, read)
         model = get_model(read, model_id=model_id)
         request = profile_request(settings, model, opts["method"], opts["wanted"], opts["images"])
         profile = service.ready_profile(find_profile(read, request, model), model)
@@ -129,7 +129,7 @@ def build_pareto(
 ) -> JSONResponse:
     """202 with the ``pareto.build`` job of the exact front (after a profile job when needed; a
     running one is returned, not doubled); 200 with the front when it was built before."""
-    service.check_resource(body.resource, body.hardware)
+    service.check_resource(body.resource, body.hardware, session)
     model = get_model(session, model_id=model_id)
     request = profile_request(settings, model, body.method, body.candidates, body.images)
     profile, job, stored = service.request_exact(

@@ -45,13 +45,14 @@ BUILD = "pareto.build"
 POINTS = 12
 
 
-def check_resource(resource: str, hardware: str | None) -> None:
-    """Refuse an unknown resource, and latency without hardware."""
+def check_resource(resource: str, hardware: str | None, session: Session | None = None) -> None:
+    """Refuse an unknown resource, latency without hardware, and unknown hardware (given a
+    session, a measured table stored in the database is known too)."""
     if resource not in RESOURCES:
         raise BadInput(f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
     if resource == "latency_ms" and not hardware:
         raise BadInput("resource latency_ms needs ?hardware=…, e.g. nvidia_t4")
-    check_hardware(hardware)
+    check_hardware(hardware, session)
 
 
 def artifact_key(profile: ProfileRow, resource: str, hardware: str | None) -> str:
@@ -94,10 +95,12 @@ def fast_front_future(
     hardware: str | None,
 ) -> Future[Any]:
     """The fast-path front of a ready profile, computing (once per key) on the solver pool."""
+    from searchsvc.hardware.service import resolve
+
     key = "front:" + artifact_key(profile, resource, hardware) + ":lagrangian"
     future, _ = submit_on_profile(
         session, settings, model_id=profile.model_id, profile_id=profile.id, key=key,
-        fn=fast_front, args=(resource, hardware, POINTS),
+        fn=fast_front, args=(resource, resolve(session, hardware), POINTS),
     )  # fmt: skip
     return future
 
@@ -123,6 +126,7 @@ def build_front(
 ) -> ArtifactRow:
     """Compute and store the exact front of a ready profile (an existing one is returned)."""
     from profiling.sensitivity import Profile, problem_from_profile
+    from searchsvc.hardware.service import resolve
 
     key = artifact_key(profile, resource, hardware)
     existing = repository.by_key(session, key)
@@ -133,7 +137,8 @@ def build_front(
     if row is None or row.doc is None or model is None:
         raise NotFound(f"profile {profile.id} or its model is gone")
     try:
-        problem = problem_from_profile(Profile.from_json(row.doc), model.inventory, {}, hardware)
+        hw = resolve(session, hardware)
+        problem = problem_from_profile(Profile.from_json(row.doc), model.inventory, {}, hw)
         doc = front(problem, resource, settings) | {"hardware": hardware}
     except ValueError as exc:  # e.g. a resource the options do not carry
         raise BadInput(str(exc)) from None

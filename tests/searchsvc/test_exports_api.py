@@ -192,3 +192,29 @@ def test_unexpressible_plan_is_a_422_with_the_cli_line(
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
     assert cli.stderr.strip().splitlines() == [f"error: {message}"]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_refined_plan_exports_its_learned_clipping(
+    api: httpx.Client, plan: dict[str, Any], exported: dict[str, Any]
+) -> None:
+    """After an LSC refinement the plan's export is stale: POST exports again carries the
+    learned clipping, and a validation in ONNX Runtime measures that export (runs last: it
+    changes the plan the tests above share)."""
+    refine = api.post(f"/v1/plans/{plan['id']}/refine", json={"steps": 2, "images": 2})
+    assert refine.status_code == 202, refine.text
+    assert wait_job(api, refine.json()["job"]["id"], timeout=600)["state"] == "succeeded"
+    r = api.post(f"/v1/plans/{plan['id']}/exports")
+    assert r.status_code == 202, r.text  # not the export made before the refinement
+    assert r.json()["export"]["id"] != exported["id"]
+    assert wait_job(api, r.json()["job"]["id"], timeout=600)["state"] == "succeeded"
+    export = api.get(f"/v1/plans/{plan['id']}/exports/{r.json()['export']['id']}").json()
+    assert export["status"] == "done" and export["clipping"], export
+    assert exported["clipping"] is None
+    check_download(api, export)
+    v = api.post(f"/v1/plans/{plan['id']}/validate", json={"runtime": "onnxruntime"})
+    assert v.status_code == 202, v.text  # the refinement is not measured yet
+    assert wait_job(api, v.json()["job"]["id"], timeout=600)["state"] == "succeeded"
+    doc = api.get(f"/v1/plans/{plan['id']}/validation").json()["validation"]
+    assert doc["refinement"]["clipping"] == export["clipping"]
+    assert doc["runtime"]["export"]["file_bytes"] == export["file_bytes"]
+    assert 0.9 <= doc["runtime"]["vs_fake_quant"]["iou"] <= 1

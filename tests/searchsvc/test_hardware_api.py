@@ -95,6 +95,15 @@ def test_measure_upload_list_and_plan(
             predict_latency(table, plan["plan"]["choices"]), rel=1e-12
         )
 
+        path = f"/v1/models/{model_id}/pareto"
+        query = {"resource": "latency_ms", "hardware": "micro-torch", "images": 2}
+        front = api.get(path, params=query | {"candidates": ",".join(OPTIONS)})
+        assert front.status_code == 200, front.text
+        for point in front.json()["points"]:  # the fast front on the stored table, exactly
+            assert point["total"] == pytest.approx(
+                predict_latency(table, point["choices"]), rel=1e-9
+            )
+
         body["budget"]["hardware"] = "nvidia_t4"
         r = api.post("/v1/plans", json=body)
         assert r.status_code == 422 and "differ" in r.text

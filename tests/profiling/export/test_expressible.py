@@ -33,6 +33,13 @@ def test_agq_on_a_quantized_softmax_site_is_refused(sam2_micro: Any, inventory: 
     check_expressible(QuantPlan(floats, PlanOptions(agq=True)), inventory)
 
 
+def test_a_sites_own_log2_option_is_refused(inventory: dict) -> None:
+    site = "image_encoder.trunk.blocks.0.attn.sv_matmul"
+    with pytest.raises(ExportError, match=r"sv_matmul'.*'w16a8log'.*choose w16a8"):
+        check_expressible({"choices": {site: "w16a8log"}}, inventory)
+    check_expressible({"choices": {site: "w16a8"}}, inventory)
+
+
 def test_unknown_layer_and_per_group_conv_transpose(inventory: dict) -> None:
     with pytest.raises(ExportError, match="another model"):
         check_expressible({"choices": {"blocks.0.attn.qkv": "w8a8"}}, inventory)

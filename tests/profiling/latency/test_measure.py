@@ -179,3 +179,34 @@ def table_ms(table: dict[str, Any], layer: str, option: str) -> float:
     from solvers.latency_table import MeasuredProfile
 
     return MeasuredProfile.from_dict(table).layer_ms(layer, option)
+
+
+def test_onnxruntime_table(sam2_micro: Any, tmp_path: Path) -> None:
+    """The onnxruntime form: linear / conv2d layers as export's QDQ graphs, ConvTranspose2d
+    (no standalone graph) timed in torch and labelled, the float encoder exported and timed."""
+    import onnxruntime
+
+    out = tmp_path / "ort.json"
+    inventory = build_inventory(sam2_micro).to_json()
+    kinds = {x["name"]: x["kind"] for x in inventory["layers"]}
+    names = timed_layers(inventory)
+    some = [n for n in names if kinds[n] == "conv_transpose2d"][:1]
+    some += [n for n in names if kinds[n] == "linear"][:2]
+    some += [n for n in names if kinds[n] == "conv2d"][:1]
+    req = MeasureRequest(
+        "sam2-micro",
+        candidates=("w4a8",),
+        runtime="onnxruntime",
+        warmup=0,
+        repeats=1,
+        layers=tuple(some),  # a few of each kind: the test is about the form, not the speed
+    )
+    table = measure_table(req, out, loaded=sam2_micro)
+    assert sorted(table["latency_table"]) == sorted(some)
+    assert table["measured"]["runtime_version"] == onnxruntime.__version__
+    cells = table["latency_table"]
+    for name, row in cells.items():
+        fell_back = kinds[name] not in ("linear", "conv2d")
+        assert all(("runtime" in c) == fell_back for c in row.values()), name
+    assert any("runtime" in row["w4a8"] for row in cells.values())  # the upscaling convs
+    assert table["float_ms"]["repeats"] >= 10 and table["float_ms"]["spread"] >= 0
