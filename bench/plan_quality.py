@@ -293,11 +293,13 @@ def attention_problems(b: Bench) -> tuple[dict[str, Problem], dict[str, Any], di
     return problems, stats, {n: m for n, m in site_macs.items() if n in sites.layers}
 
 
-def attention_section(b: Bench, memory: dict[int, float]) -> dict[str, Any]:
+def attention_section(
+    b: Bench, memory: dict[int, float], prepared: tuple | None = None
+) -> dict[str, Any]:
     """The ``attention`` key: without vs with attention sites at each memory level."""
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    problems, stats, site_macs = attention_problems(b)
+    problems, stats, site_macs = prepared or attention_problems(b)
     rows = {str(bits): attention_row(b, problems, memory[bits], site_macs) for bits in LEVELS}
     return {
         "command": "python bench/plan_quality.py --only attention",
@@ -307,19 +309,22 @@ def attention_section(b: Bench, memory: dict[int, float]) -> dict[str, Any]:
         "sites_in_model_off_memory_path": len(site_macs),
         "profile": stats,
         "levels": rows,
+        "evaluations_skipped_by_cap": b.skipped,
         "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "minutes": round((time.perf_counter() - t0) / 60, 1),
+        "minutes_for_the_rows": round((time.perf_counter() - t0) / 60, 1),
+        "minutes_whole_run": round(b.minutes(), 1),
     }
 
 
 def only_attention(b: Bench) -> None:
     """``--only attention``: the attention rows at the uniform 4- and 3-bit memory, merged into
     the existing result file (written whole to a temporary file, then renamed)."""
-    problems, _, _ = attention_problems(b)
+    prepared = attention_problems(b)
+    problems = prepared[0]
     memory = {
         bits: price(problems["default"], uniform(problems["default"], bits))[0] for bits in LEVELS
     }
-    section = attention_section(b, memory)
+    section = attention_section(b, memory, prepared)
     out = Path(b.args.out)
     doc = json.loads(out.read_text()) if out.exists() else {"benchmark": "plan_quality"}
     doc["attention"] = section
