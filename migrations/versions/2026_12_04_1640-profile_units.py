@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "7d3a91c4e2b8"
 down_revision: str | None = "5c0e2d1f9a73"
 branch_labels: str | Sequence[str] | None = None
