@@ -342,15 +342,22 @@ def site_option_costs(
 ) -> dict[str, float] | None:
     """Costs of an attention matmul site at ``option`` (both operands at its width; a log2
     operand is costed as a uniform one of the same width): no weight, the two operands'
-    stored qparams as memory, BOPs = MACs × a × a, and a roofline latency as a ``matmul``.
-    None when ``hardware`` cannot run that width."""
+    stored qparams as memory, BOPs = MACs × a × a, and a roofline latency as a ``matmul``
+    (a measured table's own cell). None when ``hardware`` cannot run that width, or when a
+    measured table has no cell for it."""
     bits, _ = parse_site_option(option)
     out: dict[str, float] = {
         "memory_bytes": 2 * sizes.activation_param_bytes(bits, config.symmetric),
         "bops": layer.macs * bits * bits,
         "weight_bits": 0,
     }
-    if hardware is not None:
+    if isinstance(hardware, MeasuredProfile):
+        # a table times the layers it names; a site it does not name stays float, its float
+        # time inside the table's non-layer constant (fixed_ms)
+        if not hardware.has(layer.name, option):
+            return None
+        out["latency_ms"] = hardware.layer_ms(layer.name, option)
+    elif hardware is not None:
         compute = hardware.compute_type(bits, bits, "matmul")
         if compute is None:
             return None

@@ -162,3 +162,17 @@ def test_apply_table_names_an_untimed_option() -> None:
     with pytest.raises(TableError, match=r"latency_table\.blocks\.2\.fc\.w2a8: missing"):
         apply_table(raw, table)
     assert copy.deepcopy(raw) == raw
+
+
+def test_attention_sites_on_a_measured_table() -> None:
+    """A site the table times costs its cell; one it does not time has no option (stays float,
+    inside fixed_ms) — never a roofline figure taken from a table that has none."""
+    from solvers.costs import site_option_costs
+
+    site = LayerDesc("blocks.0.attn.qk_matmul", "matmul_qk", 0, macs=4096, act_numel=512)
+    cells = {site.name: {"a8": {"median_ms": 0.25, "spread_ms": 0.01, "repeats": 5}}}
+    hw = MeasuredProfile("t", cells)
+    assert site_option_costs(site, "a8", hardware=hw)["latency_ms"] == 0.25
+    assert site_option_costs(site, "a4", hardware=hw) is None
+    other = LayerDesc("blocks.1.attn.qk_matmul", "matmul_qk", 0, macs=4096, act_numel=512)
+    assert site_option_costs(other, "a8", hardware=hw) is None
