@@ -10,6 +10,7 @@ features and point prompts in model-input pixels (``point_coords (N, K, 2)``,
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import onnx
@@ -100,7 +101,10 @@ def _trace(
     module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict
 ) -> onnx.ModelProto:
     buf = io.BytesIO()
-    with torch.no_grad():
+    # the tracer's notes on SAM / SAM2's Python shape checks: the shapes are fixed per export
+    # (image size) and the batch axes stay symbolic, so they are not news to the user
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             args,
