@@ -106,10 +106,18 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/models/{model_id}/pareto"): {"json": {}},
     ("GET", "/v1/jobs/{job_id}"): {},
     ("DELETE", "/v1/jobs/{job_id}"): {},
+    ("POST", "/v1/plans/{plan_id}/exports"): {},
+    ("GET", "/v1/plans/{plan_id}/exports"): {},
+    ("GET", "/v1/plans/{plan_id}/exports/{export_id}"): {},
+    ("GET", "/v1/plans/{plan_id}/exports/{export_id}/download"): {},
+    ("GET", "/v1/hardware"): {},
+    ("POST", "/v1/hardware"): {"json": {"measure": {"model": "sam2-micro", "repeats": 1}}},
+    ("GET", "/v1/hardware/{name}"): {},
     ("GET", "/healthz"): {},
 }
 NO_DATABASE = {("GET", "/v1/model-specs")}
 DASHBOARD = ["/dashboard", "/dashboard/models/1", "/dashboard/plans/1", "/dashboard/jobs"]
+DASHBOARD += ["/dashboard/hardware", "/dashboard/hardware/a-measured-table"]
 
 
 def _operations(client: httpx.Client) -> set[tuple[str, str]]:
@@ -118,9 +126,9 @@ def _operations(client: httpx.Client) -> set[tuple[str, str]]:
 
 
 def _url(path: str) -> str:
-    for name in ("model_id", "profile_id", "plan_id", "job_id"):
+    for name in ("model_id", "profile_id", "plan_id", "job_id", "export_id"):
         path = path.replace("{" + name + "}", "1")
-    return path
+    return path.replace("{name}", "a-measured-table")
 
 
 def test_postgres_down_is_503_with_retry_after_and_recovers(
