@@ -9,12 +9,16 @@ features and point prompts in model-input pixels (``point_coords (N, K, 2)``,
 
 from __future__ import annotations
 
+import contextlib
 import io
+import types
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import onnx
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from profiling.models import LoadedModel
@@ -97,6 +101,42 @@ class _SamDecoder(nn.Module):
         return logits, iou
 
 
+def _static_pos_embed(trunk: Any, hw: Any) -> Tensor:
+    """Hiera's ``_get_pos_embed`` with the export's fixed feature size as plain integers.
+
+    The original takes the size from the input's traced shape and builds the window tiling
+    with ``Tensor.tile``, whose ONNX form is two ``If`` nodes: onnxruntime can then neither
+    fold the bicubic ``Resize`` of the position embedding (a fifth of the encoder's time,
+    recomputed on every image) nor, once the size is constant, merge the ``If`` branches'
+    shapes without a warning. With integers and ``repeat`` the whole expression depends on
+    initializers only, and onnxruntime folds it into one constant when the session is
+    created: the same numbers, computed once, and no larger a file.
+    """
+    h, w = int(hw[0]), int(hw[1])
+    pos = F.interpolate(trunk.pos_embed, size=(h, w), mode="bicubic")
+    win = trunk.pos_embed_window
+    wh, ww = int(win.shape[-2]), int(win.shape[-1])
+    pos = pos + win.repeat(1, 1, h // wh, w // ww)
+    return pos.permute(0, 2, 3, 1)
+
+
+@contextlib.contextmanager
+def _export_forms(module: nn.Module) -> Iterator[None]:
+    """Swap in export-friendly forms of SAM2 Hiera's position embedding while tracing."""
+    trunks: list[Any] = [
+        m
+        for m in module.modules()
+        if hasattr(m, "_get_pos_embed") and hasattr(m, "pos_embed_window")
+    ]
+    for trunk in trunks:
+        trunk._get_pos_embed = types.MethodType(_static_pos_embed, trunk)
+    try:
+        yield
+    finally:
+        for trunk in trunks:
+            del trunk._get_pos_embed
+
+
 def _trace(
     module: nn.Module, args: tuple, names: list[str], outputs: list[str], axes: dict
 ) -> onnx.ModelProto:
@@ -130,7 +170,8 @@ def export_graphs(loaded: LoadedModel) -> tuple[onnx.ModelProto, onnx.ModelProto
     enc = _Encoder(loaded).eval()
     feats = enc(pixels)
     enc_out = ["image_embed", "high_res_feat0", "high_res_feat1"][: len(feats)]
-    encoder = _trace(enc, (pixels,), ENCODER_INPUTS, enc_out, {"pixels": {0: "batch"}})
+    with _export_forms(loaded.module):
+        encoder = _trace(enc, (pixels,), ENCODER_INPUTS, enc_out, {"pixels": {0: "batch"}})
     coords = torch.tensor([[[size / 2, size / 2], [0.0, 0.0]]])
     labels = torch.tensor([[1, -1]], dtype=torch.int32 if family == "sam2" else torch.float32)
     dec: nn.Module = _Sam2Decoder(loaded) if family == "sam2" else _SamDecoder(loaded)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import pytest
 
 from profiling.export.ort_model import session
 
@@ -69,3 +70,27 @@ def test_weight_only_4bit_linear_layers_fuse_into_matmul_nbits(
     fed = _kernel_inputs(folder, tmp_path, NBITS_KERNELS)
     linears = _layers(manifest, "linear", 4)
     assert linears and all(_fused(inits, fed) for inits in linears.values())
+
+
+def test_hiera_position_embedding_folds_at_session_creation(
+    exports: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The trunk's bicubic position-embedding Resize depends on initializers only, so ORT
+    folds it into a constant (no per-image Resize), and does so without shape warnings."""
+    folder, _, _ = exports["w16a16"]
+    graph = onnx.load(str(folder / "image_encoder.onnx")).graph
+    assert not [n.name for n in graph.node if n.op_type == "If"]
+    trunk_resizes = [n for n in graph.node if n.op_type == "Resize" and "/trunk/" in n.name]
+    assert len(trunk_resizes) == 1
+    import onnxruntime as ort
+
+    capfd.readouterr()
+    opt = tmp_path / "image_encoder.opt.onnx"
+    so = ort.SessionOptions()
+    so.log_severity_level = 2  # warnings: what a user's own session prints
+    so.optimized_model_filepath = str(opt)
+    ort.InferenceSession(str(folder / "image_encoder.onnx"), so, providers=["CPUExecutionProvider"])
+    assert "MergeShapeInfo" not in capfd.readouterr().err
+    folded = onnx.load(str(opt)).graph.node
+    assert not [n.name for n in folded if n.op_type == "Resize" and "/trunk/" in n.name]
+    assert not [n.name for n in folded if n.op_type == "Tile" and "pos_embed" in "".join(n.input)]
