@@ -89,10 +89,19 @@ def _weight_entry(spec: Any, where: tuple[str, dict] | None) -> dict[str, Any] |
         "container": info["container"],
         "initializers": info["initializers"],
     }
+    notes = []
     if _WIDTH[info["container"]] != spec.w_bits:
-        entry["note"] = (
+        notes.append(
             f"{spec.w_bits}-bit values in a {info['container']} container, within their range"
         )
+    if info.get("offset"):
+        entry["offset"] = info["offset"]
+        notes.append(
+            f"unsigned {spec.w_bits}-bit integers stored signed: value - {info['offset']}, "
+            f"zero point - {info['offset']} (the same weights; the form of the int8 kernels)"
+        )
+    if notes:
+        entry["note"] = "; ".join(notes)
     return entry
 
 

@@ -47,12 +47,29 @@ class Nodes:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     container: str = ""
+    offset: int = 0  # stored integer = the plan's integer - offset (zero point likewise)
 
 
 def container(bits: int, symmetric: bool, int2: bool) -> tuple[int, type, str]:
     """The smallest standard ONNX integer type holding ``bits``-bit integers (INT2 if allowed)."""
     width = 2 if bits <= 2 and int2 else 4 if bits <= 4 else 8
     return _CONTAINERS[width][0 if symmetric else 1]
+
+
+def weight_container(bits: int, symmetric: bool, int2: bool) -> tuple[int, type, str, int]:
+    """``container`` for a weight, plus the offset subtracted from its integers.
+
+    Asymmetric 5- to 8-bit weights are stored signed, shifted by ``2**(bits-1)`` (values and
+    zero points alike, so ``(q - zp) * scale`` is unchanged): onnxruntime's x86 int8 GEMMs
+    (AVX512-VNNI / AMX) take unsigned activations times *signed* weights, and run UINT8
+    weights 3-4x slower (measured on this machine; ``docs/export.md``). 2- and 4-bit weights
+    keep their unsigned containers, the form ``MatMulNBits`` takes.
+    """
+    onnx_type, np_type, name = container(bits, symmetric, int2)
+    if symmetric or name != "UINT8":
+        return onnx_type, np_type, name, 0
+    signed = _CONTAINERS[8][0]
+    return signed[0], signed[1], signed[2], 2 ** (bits - 1)
 
 
 def _matmul_layout(wi: WeightIntegers) -> tuple:
@@ -95,11 +112,13 @@ def weight_dq(
         ints, scale, zp, attrs = _matmul_layout(wi)
     else:
         ints, scale, zp, attrs = _as_is_layout(wi)
-    onnx_type, np_type, name = container(wi.bits, wi.symmetric, int2)
+    onnx_type, np_type, name, offset = weight_container(wi.bits, wi.symmetric, int2)
     lo, hi = qrange(wi.bits, wi.symmetric)
     arr = ints.contiguous().numpy()
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise ValueError(f"{prefix}: integers outside [{lo}, {hi}]")
+    if offset:
+        arr = arr.astype(np.int64) - offset
     inits = [
         numpy_helper.from_array(arr.astype(np_type), f"{prefix}.weight_q"),
         numpy_helper.from_array(
@@ -108,7 +127,7 @@ def weight_dq(
     ]
     inputs = [f"{prefix}.weight_q", f"{prefix}.weight_scale"]
     if not wi.symmetric:
-        zp_arr = zp.contiguous().numpy().round().astype(np.int64).astype(np_type)
+        zp_arr = (zp.contiguous().numpy().round().astype(np.int64) - offset).astype(np_type)
         inits.append(numpy_helper.from_array(zp_arr, f"{prefix}.weight_zero_point"))
         inputs.append(f"{prefix}.weight_zero_point")
     out = f"{prefix}.weight_dq"
@@ -122,7 +141,7 @@ def weight_dq(
             )
         )
         out = f"{out}_4d"
-    return Nodes(out, nodes, inits, name)
+    return Nodes(out, nodes, inits, name, offset)
 
 
 def activation_qdq(

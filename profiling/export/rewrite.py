@@ -121,6 +121,7 @@ def replace_weights(model: onnx.ModelProto, sites: Mapping[str, WeightSite]) -> 
         new_nodes += block.nodes
         keep += block.initializers
         entry["container"] = block.container
+        entry["offset"] = block.offset
         entry["initializers"].append(block.initializers[0].name)
     del graph.initializer[:]
     graph.initializer.extend(keep)

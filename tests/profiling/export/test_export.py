@@ -63,7 +63,7 @@ def test_graphs_check_hold_plan_width_integers_and_run(
         for init_name in w["initializers"]:
             g, init = inits[init_name]
             assert g == w["graph"] and init.data_type in INT_TYPES, layer
-            values = numpy_helper.to_array(init).astype(np.int64)
+            values = numpy_helper.to_array(init).astype(np.int64) + w.get("offset", 0)
             assert lo <= values.min() and values.max() <= hi, layer
             written += 1
     in_graphs = [
@@ -80,13 +80,16 @@ def test_graphs_check_hold_plan_width_integers_and_run(
 
 def test_mixed_plan_containers_follow_the_plan_width(exports: dict) -> None:
     _, manifest, plan = exports["mixed"]
-    expect = {2: "UINT2", 3: "UINT4", 4: "UINT4", 6: "UINT8", 8: "UINT8"}
+    # asymmetric weights: unsigned 2- and 4-bit containers (MatMulNBits' form); 6- and 8-bit
+    # ones stored signed, shifted by 2**(bits-1), the form of onnxruntime's fast int8 GEMMs
+    expect = {2: "UINT2", 3: "UINT4", 4: "UINT4", 6: "INT8", 8: "INT8"}
     seen = set()
     for entry in manifest["layers"].values():
         w = entry["weight"]
         if w is not None and w["graph"] is not None:
             assert w["container"] == expect[w["bits"]]
-            assert ("note" in w) == (w["bits"] in (3, 6))
+            assert w.get("offset", 0) == (2 ** (w["bits"] - 1) if w["bits"] >= 6 else 0)
+            assert ("note" in w) == (w["bits"] in (3, 6, 8))
             seen.add(w["bits"])
     assert seen == {2, 3, 4, 6, 8}
     assert manifest["opset"] == 25  # INT2 DequantizeLinear

@@ -44,6 +44,9 @@ def _weight_ints(model: onnx.ModelProto, bits: int) -> np.ndarray:
     (init,) = [i for i in model.graph.initializer if i.name.endswith(".weight_q")]
     assert init.data_type in INT_TYPES
     arr = numpy_helper.to_array(init).astype(np.int64)
+    if bits > 4:  # asymmetric 5- to 8-bit integers are stored signed, shifted by 2**(bits-1)
+        assert init.data_type == onnx.TensorProto.INT8
+        arr += 2 ** (bits - 1)
     lo, hi = qrange(bits, symmetric=False)
     assert lo <= arr.min() and arr.max() <= hi
     return arr
