@@ -235,6 +235,14 @@ def main() -> None:
         "results": results,
         "minutes": round((time.perf_counter() - t0) / 60, 1),
         "machine": {
+            "cpu_model": next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in cpu.splitlines()
+                    if ln.startswith("model name")
+                ),
+                platform.processor(),
+            ),
             "cpu_threads": os.cpu_count(),
             "avx512_vnni": "avx512_vnni" in cpu,
             "amx_int8": "amx_int8" in cpu,

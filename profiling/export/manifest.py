@@ -11,6 +11,7 @@ from typing import Any
 import onnx
 
 from profiling.export.errors import ExportError
+from profiling.export.ort_model import SESSION_CONFIG
 from profiling.export.outdir import MANIFEST_FORMAT
 from profiling.models import LoadedModel
 from profiling.quant.pack import predict_bytes
@@ -170,6 +171,8 @@ def build_manifest(
             "onnxruntime": onnxruntime.__version__,
             "torch": torch.__version__,
         },
+        # the onnxruntime session settings bitbudget validated and timed these files with
+        "onnxruntime_session_config": dict(SESSION_CONFIG),
         "graphs": {g: f"{g}.onnx" for g in graphs},
         "files": files,
         "sizes": {

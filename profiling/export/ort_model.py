@@ -21,11 +21,17 @@ from profiling.export.graphs import decoder_input_names
 from profiling.export.outdir import MANIFEST_FORMAT
 from profiling.models.adapter import MaskOutput, Prompts, TaskAdapter
 
-__all__ = ["OrtModel", "session", "time_exported_encoder", "read_manifest"]
+__all__ = ["OrtModel", "SESSION_CONFIG", "session", "time_exported_encoder", "read_manifest"]
 
-# onnxruntime's default for MatMulNBits fused from 4-bit QDQ is accuracy level 4: the float
-# input is quantized to int8 per block inside the kernel (faster, not bit-exact); 1 = float32.
+# onnxruntime's default for MatMulNBits fused from weight-only QDQ is accuracy level 4: the
+# float input is quantized to int8 per block inside the kernel, built for LLM decoding (a few
+# rows per GEMM). On SAM's encoder (thousands of tokens per GEMM) that made each weight-only
+# layer 1.2-3.5x slower than float32 here, and it is not bit-exact; level 1 computes in
+# float32 at about float32's speed and matches fake-quant. bitbudget's sessions use 1 and the
+# manifest recommends it (``SESSION_CONFIG``); docs/export.md has the measurement.
 NBITS_ACCURACY_KEY = "session.qdq_matmulnbits_accuracy_level"
+NBITS_ACCURACY = 1
+SESSION_CONFIG = {NBITS_ACCURACY_KEY: str(NBITS_ACCURACY)}
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
@@ -40,12 +46,13 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
 
 
 def session(
-    path: Path,
+    path: Path | bytes,
     threads: int = 2,
-    nbits_accuracy: int | None = None,
+    nbits_accuracy: int | None = NBITS_ACCURACY,
     optimized_path: Path | None = None,
 ) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads and full optimization."""
+    """An onnxruntime CPU session (a file or a serialized model) with ``threads`` intra-op
+    threads, full optimization and ``nbits_accuracy`` (None: onnxruntime's own default)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -57,7 +64,8 @@ def session(
         so.add_session_config_entry(NBITS_ACCURACY_KEY, str(nbits_accuracy))
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 class _Spec:
@@ -73,7 +81,7 @@ class OrtModel(TaskAdapter):
         out_dir: Path,
         threads: int = 2,
         multimask: bool = False,
-        nbits_accuracy: int | None = None,
+        nbits_accuracy: int | None = NBITS_ACCURACY,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.manifest = read_manifest(self.out_dir)

@@ -73,11 +73,24 @@ def cells_path(out: Path) -> Path:
 
 def _settings(req: MeasureRequest, size: int) -> dict[str, Any]:
     keep = ("model", "runtime", "threads", "warmup", "repeats", "checkpoint")
-    return {k: v for k, v in asdict(req).items() if k in keep} | {
-        "image_size": size,
-        "runtime_version": runtime_version(req.runtime),
-        "host": machine_info()["host"],
-    }
+    return (
+        {k: v for k, v in asdict(req).items() if k in keep}
+        | {
+            "image_size": size,
+            "runtime_version": runtime_version(req.runtime),
+            "host": machine_info()["host"],
+        }
+        | _session_config(req.runtime)
+    )
+
+
+def _session_config(runtime: str) -> dict[str, Any]:
+    """ONNX Runtime's session settings for the cells (the export's, see ``SESSION_CONFIG``)."""
+    if runtime != "onnxruntime":
+        return {}
+    from profiling.export.ort_model import SESSION_CONFIG
+
+    return {"session_config": dict(SESSION_CONFIG)}
 
 
 def _read_cells(path: Path, settings: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -203,6 +216,7 @@ def table_document(
             "warmup": req.warmup,
             "repeats": req.repeats,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            **_session_config(req.runtime),
             **machine,
         },
         "float_ms": float_ms,

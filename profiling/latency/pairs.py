@@ -48,11 +48,9 @@ def _chain(entry_a: Any, entry_b: Any, oa: str, ob: str, modules: Mapping[str, A
 
 
 def _runner(proto: Any, threads: int, x: np.ndarray) -> Callable[[], Any]:
-    import onnxruntime as ort
+    from profiling.export.ort_model import session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = session(proto.SerializeToString(), threads)
     feed = {"a_x": x}
     return lambda: sess.run(None, feed)
 

@@ -106,18 +106,14 @@ def _torch_layer(module: nn.Module, option: str, x: torch.Tensor) -> Callable[[]
 def _ort_layer(
     entry: Mapping[str, Any], option: str, shape: Sequence[int], module: nn.Module, threads: int
 ) -> Callable[[], Any]:
-    import onnxruntime as ort
-
     from profiling.export.layer_onnx import layer_model
+    from profiling.export.ort_model import session as ort_session
 
     weight: torch.Tensor = module.weight  # type: ignore[assignment]
     bias = getattr(module, "bias", None)
     proto = layer_model(entry, option, list(shape), weight=weight.detach(), bias=bias)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(
-        proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-    )
+    # the session settings the exported model is timed and validated with
+    session = ort_session(proto.SerializeToString(), threads)
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     return lambda: session.run(None, feed)

@@ -50,6 +50,9 @@ def test_graphs_check_hold_plan_width_integers_and_run(
         "mask_decoder.onnx",
     ]
     assert json.loads((folder / "manifest.json").read_text()) == manifest
+    assert manifest["onnxruntime_session_config"] == {
+        "session.qdq_matmulnbits_accuracy_level": "1"
+    }
     graphs = _graphs(folder)
     for m in graphs.values():
         onnx.checker.check_model(m, full_check=True)
