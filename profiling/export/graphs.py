@@ -120,21 +120,38 @@ def _static_pos_embed(trunk: Any, hw: Any) -> Tensor:
     return pos.permute(0, 2, 3, 1)
 
 
+def _static_backbone_features(model: Any, backbone_out: Any) -> Any:
+    """SAM2's ``_prepare_backbone_features`` with the feature sizes as plain integers.
+
+    The original reads each level's size off the neck's sine position encodings; traced, that
+    kept the whole encoding (Sin, Cos, Range, Tile: about 5 % of a w8a8 encoder) in the graph
+    only for its shape. With integers the encodings feed nothing and the tracer drops them.
+    """
+    out, feats, pos, sizes = type(model)._prepare_backbone_features(model, backbone_out)
+    return out, feats, pos, [(int(h), int(w)) for h, w in sizes]
+
+
 @contextlib.contextmanager
 def _export_forms(module: nn.Module) -> Iterator[None]:
-    """Swap in export-friendly forms of SAM2 Hiera's position embedding while tracing."""
+    """Swap in export-friendly forms of SAM2's position embeddings while tracing: the same
+    numbers, with the export's fixed image size as constants."""
     trunks: list[Any] = [
         m
         for m in module.modules()
         if hasattr(m, "_get_pos_embed") and hasattr(m, "pos_embed_window")
     ]
+    models: list[Any] = [m for m in module.modules() if hasattr(m, "_prepare_backbone_features")]
     for trunk in trunks:
         trunk._get_pos_embed = types.MethodType(_static_pos_embed, trunk)
+    for model in models:
+        model._prepare_backbone_features = types.MethodType(_static_backbone_features, model)
     try:
         yield
     finally:
         for trunk in trunks:
             del trunk._get_pos_embed
+        for model in models:
+            del model._prepare_backbone_features
 
 
 def _trace(

@@ -50,9 +50,11 @@ def session(
     threads: int = 2,
     nbits_accuracy: int | None = NBITS_ACCURACY,
     optimized_path: Path | None = None,
+    config: dict[str, str] | None = None,
 ) -> Any:
     """An onnxruntime CPU session (a file or a serialized model) with ``threads`` intra-op
-    threads, full optimization and ``nbits_accuracy`` (None: onnxruntime's own default)."""
+    threads, full optimization and ``nbits_accuracy`` (None: onnxruntime's own default);
+    ``config``: further session config entries."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -64,6 +66,8 @@ def session(
         so.add_session_config_entry(NBITS_ACCURACY_KEY, str(nbits_accuracy))
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 

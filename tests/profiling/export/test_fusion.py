@@ -60,9 +60,11 @@ def test_w8a8_linear_layers_fuse_into_int8_kernels(exports: dict, tmp_path: Path
     assert unfused == []
     # signed weights: onnxruntime's x86 int8 GEMMs run UINT8 weights 3-4x slower
     assert {manifest["layers"][n]["weight"]["container"] for n in linears} == {"INT8"}
-    # 1x1 convs have no quantized output for ORT's DQ -> Conv -> Q pattern: dequantize + float
+    # ORT fuses Conv only as DQ -> Conv -> Q: the two neck convs whose outputs go straight to
+    # conv_s0 / conv_s1's input quantizers run QLinearConv, the others dequantize + float Conv
     convs = _layers(manifest, "conv2d", 8)
-    assert convs and not any(_fused(i, fed) for i in convs.values())
+    fused = {n for n, inits in convs.items() if _fused(inits, fed)}
+    assert fused == {"image_encoder.neck.convs.2.conv", "image_encoder.neck.convs.3.conv"}
 
 
 def test_weight_only_4bit_linear_layers_fuse_into_matmul_nbits(
@@ -82,6 +84,8 @@ def test_hiera_position_embedding_folds_at_session_creation(
     folder, _, _ = exports["w16a16"]
     graph = onnx.load(str(folder / "image_encoder.onnx")).graph
     assert not [n.name for n in graph.node if n.op_type == "If"]
+    # the neck's sine position encodings fed only a shape: with integer sizes they are dropped
+    assert not [n.name for n in graph.node if n.op_type in ("Sin", "Cos")]
     trunk_resizes = [n for n in graph.node if n.op_type == "Resize" and "/trunk/" in n.name]
     assert len(trunk_resizes) == 1
     import onnxruntime as ort
