@@ -11,9 +11,9 @@ the shipped roofline estimates on the same plans. Losses are a quantization-nois
 (Σ numel·4^-w + input numel·4^-a, normalised): the front is there to span latencies, not to
 rank fidelity. Weights are seeded random (no checkpoint can be downloaded here).
 
-Run: PYTHONPATH=. .venv/bin/python bench/latency.py [--image-size 256] (writes
-bench/results/latency.json, first without the pair costs, then with them; the table's cells, the
-exports and the pair costs stay in --work, so a re-run reuses them).
+Run: PYTHONPATH=. .venv/bin/python bench/latency.py [--image-size 256] [--no-pairs] [--out F]
+(writes bench/results/latency.json, first without the pair costs, then with them; the table's
+cells, the exports and the pair costs stay in --work, so a re-run reuses them).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _time_interleaved(folders: list[Path], threads: int, rounds: int, per_round:
 
 
 def run(
-    size: int, points: int, threads: int, repeats: int, work: Path, out: Path
+    size: int, points: int, threads: int, repeats: int, work: Path, out: Path, pairs: bool = True
 ) -> dict[str, Any]:
     from profiling.inventory import build_inventory
     from profiling.latency import MeasureRequest, measure_table
@@ -198,6 +198,9 @@ def run(
     }
     _finish(result, rows, pair_costs=None)
     _write(out, result)  # what the pairs add comes next: a run cut short keeps this
+    if not pairs:
+        result["pairs"] = "not measured (--no-pairs)"
+        return result
     start = time.perf_counter()
     chained = _pairs(inventory, encoder)
     cached = work / f"pairs-{size}.json"
@@ -306,8 +309,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per table cell")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-latency")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--no-pairs",
+        action="store_true",
+        help="skip the Build-3 pair costs (86 layer pairs x 25 option pairs: hours at 1024 px)",
+    )
     args = parser.parse_args()
-    result = run(args.image_size, args.points, args.threads, args.repeats, args.work, args.out)
+    result = run(
+        args.image_size,
+        args.points,
+        args.threads,
+        args.repeats,
+        args.work,
+        args.out,
+        pairs=not args.no_pairs,
+    )
     _write(args.out, result)
     _say(f"wrote {args.out}: {json.dumps(result['predictors'])}")
 
