@@ -34,6 +34,7 @@ from profiling.evaluate import measure_fidelity, reference_outputs
 from profiling.export.bundle import export_plan
 from profiling.export.ort_model import OrtModel, time_exported_encoder
 from profiling.inventory import build_inventory
+from profiling.latency.runtimes import machine_info
 from profiling.models import LoadedModel, ModelSpec, build_model
 from profiling.models.adapter import TaskAdapter
 from profiling.quant.apply import apply_plan
@@ -235,14 +236,7 @@ def main() -> None:
         "results": results,
         "minutes": round((time.perf_counter() - t0) / 60, 1),
         "machine": {
-            "cpu_model": next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in cpu.splitlines()
-                    if ln.startswith("model name")
-                ),
-                platform.processor(),
-            ),
+            "cpu_model": machine_info()["cpu"],
             "cpu_threads": os.cpu_count(),
             "avx512_vnni": "avx512_vnni" in cpu,
             "amx_int8": "amx_int8" in cpu,

@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from profiling.export.ort_model import NBITS_ACCURACY_KEY, session
+from profiling.latency.runtimes import machine_info
 
 OUT = Path(__file__).parent / "results" / "ort_kernels.json"
 
@@ -166,14 +167,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "machine": {
-            "cpu_model": next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in cpu.splitlines()
-                    if ln.startswith("model name")
-                ),
-                "",
-            ),
+            "cpu_model": machine_info()["cpu"],
             "avx512_vnni": "avx512_vnni" in cpu,
             "amx_int8": "amx_int8" in cpu,
             "load_average": list(os.getloadavg()),
